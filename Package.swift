@@ -1,0 +1,61 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "tsdns-reconcile",
+    products: [
+        .executable(name: "tsdns-reconcile", targets: ["tsdns-reconcile"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // libcurl with typed wrappers around its variadic C API.
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // Pure core: addresses, devices, health, planner, plan rendering. No I/O.
+        .target(name: "TSDNSCore"),
+        // The config file: YAML to a validated model, errors with key path and line.
+        .target(
+            name: "TSDNSConfig",
+            dependencies: ["TSDNSCore", .product(name: "Yams", package: "Yams")]
+        ),
+        // HTTP client on libcurl.
+        .target(name: "TSDNSHTTP", dependencies: ["CCurl"]),
+        // Tailscale API client: auth, retries, typed errors, decoding.
+        .target(
+            name: "TSDNSTailscale",
+            dependencies: ["TSDNSCore", "TSDNSHTTP", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Simulated tailnet: a real HTTP server on loopback with fault injection.
+        .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore"]),
+        // Reconcile runs (read, plan, apply), config loading, demo.
+        .target(
+            name: "TSDNSRuntime",
+            dependencies: [
+                "TSDNSCore", "TSDNSConfig", "TSDNSTailscale", "TSDNSSimulator",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "tsdns-reconcile",
+            dependencies: [
+                "TSDNSRuntime", "TSDNSCore", "TSDNSConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // `make bench`: measures the built binary against a large simulated tailnet.
+        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore"]),
+        .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "TSDNSIntegrationTests",
+            dependencies: ["TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator", "TSDNSRuntime"]
+        ),
+    ]
+)

@@ -1,0 +1,404 @@
+import TSDNSCore
+import Yams
+
+/// One problem in a config file: `<file>:<line>: <key.path>: <message>` (CONTRACT §6).
+public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int?
+    public var path: String
+    public var message: String
+
+    public init(file: String, line: Int?, path: String, message: String) {
+        self.file = file
+        self.line = line
+        self.path = path
+        self.message = message
+    }
+
+    public var description: String {
+        let location = line.map { "\(file):\($0)" } ?? file
+        return path.isEmpty ? "\(location): \(message)" : "\(location): \(path): \(message)"
+    }
+}
+
+/// All problems found; the program exits 78 on these.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var issues: [ConfigIssue]
+    public init(_ issues: [ConfigIssue]) { self.issues = issues }
+    public var description: String { issues.map(\.description).joined(separator: "\n") }
+}
+
+/// A decoded config with the line of every key, for errors found later (missing files).
+public struct ParsedConfig: Sendable {
+    public var config: Config
+    public var file: String
+    public var lines: [String: Int]
+
+    public func issue(_ path: String, _ message: String) -> ConfigIssue {
+        ConfigIssue(file: file, line: lines[path], path: path, message: message)
+    }
+}
+
+/// Strict YAML decoding of CONTRACT §3: unknown keys, wrong types and bad values are all
+/// reported, each with its key path and line.
+public enum ConfigParser {
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> ParsedConfig {
+        let reader = Reader(file: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            throw ConfigError([reader.yamlIssue(error)])
+        } catch {
+            throw ConfigError([ConfigIssue(file: file, line: nil, path: "", message: "\(error)")])
+        }
+        var config = Config()
+        if let root, !root.isNull {
+            reader.decode(root, into: &config)
+        }
+        if !reader.issues.isEmpty {
+            // In file order, which is how an operator reads them.
+            let ordered = reader.issues.enumerated().sorted {
+                ($0.element.line ?? .max, $0.offset) < ($1.element.line ?? .max, $1.offset)
+            }
+            throw ConfigError(ordered.map(\.element))
+        }
+        return ParsedConfig(config: config, file: file, lines: reader.lines)
+    }
+}
+
+private final class Reader {
+    let file: String
+    var issues: [ConfigIssue] = []
+    var lines: [String: Int] = [:]
+
+    init(file: String) { self.file = file }
+
+    func fail(_ node: Node?, _ path: String, _ message: String) {
+        issues.append(ConfigIssue(file: file, line: node?.mark?.line ?? lines[path], path: path, message: message))
+    }
+
+    func yamlIssue(_ error: YamlError) -> ConfigIssue {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+            return ConfigIssue(file: file, line: mark.line, path: "", message: "invalid YAML: \(problem)")
+        default:
+            return ConfigIssue(file: file, line: nil, path: "", message: "invalid YAML: \(error)")
+        }
+    }
+
+    // MARK: Typed readers. Each returns nil (and records an issue) on a wrong type.
+
+    /// The keys of a mapping, reporting any key outside `allowed`.
+    func mapping(_ node: Node, _ path: String, allowed: [String]) -> [String: Node]? {
+        guard case .mapping(let mapping) = node else {
+            fail(node, path, "must be a mapping")
+            return nil
+        }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            let key = keyNode.string ?? "\(keyNode)"
+            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            lines[keyPath] = keyNode.mark?.line
+            guard allowed.contains(key) else {
+                let hint = allowed.first { $0.lowercased() == key.lowercased() }.map { " (did you mean \"\($0)\"?)" } ?? ""
+                fail(keyNode, keyPath, "unknown key\(hint)")
+                continue
+            }
+            if value.isNull { continue }  // `key:` with no value keeps the default
+            result[key] = value
+        }
+        return result
+    }
+
+    func string(_ node: Node, _ path: String) -> String? {
+        guard case .scalar(let scalar) = node else {
+            fail(node, path, "must be a string")
+            return nil
+        }
+        return scalar.string
+    }
+
+    func bool(_ node: Node, _ path: String) -> Bool? {
+        if case .scalar(let scalar) = node, scalar.style == .plain, let value = node.bool { return value }
+        fail(node, path, "\(quoted(node)) is not true or false")
+        return nil
+    }
+
+    func int(_ node: Node, _ path: String, minimum: Int) -> Int? {
+        guard case .scalar(let scalar) = node, scalar.style == .plain, let value = node.int else {
+            fail(node, path, "\(quoted(node)) is not a whole number")
+            return nil
+        }
+        guard value >= minimum else {
+            fail(node, path, "\(value) is below the minimum of \(minimum)")
+            return nil
+        }
+        return value
+    }
+
+    func duration(_ node: Node, _ path: String) -> Duration? {
+        guard let text = string(node, path) else { return nil }
+        guard let value = DurationText.parse(text) else {
+            fail(node, path, "\"\(text)\" is not a duration (use Go style: 90s, 5m, 1h30m)")
+            return nil
+        }
+        guard value > .zero else {
+            fail(node, path, "must be longer than 0s")
+            return nil
+        }
+        return value
+    }
+
+    func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ path: String, _ type: T.Type) -> T? where T.RawValue == String {
+        guard let text = string(node, path) else { return nil }
+        guard let value = T(rawValue: text) else {
+            fail(node, path, "\"\(text)\" is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            return nil
+        }
+        return value
+    }
+
+    func strings(_ node: Node, _ path: String) -> [String]? {
+        guard case .sequence(let sequence) = node else {
+            fail(node, path, "must be a list")
+            return nil
+        }
+        var result: [String] = []
+        for (index, item) in sequence.enumerated() {
+            if let text = string(item, "\(path)[\(index)]") { result.append(text) }
+        }
+        return result
+    }
+
+    func quoted(_ node: Node) -> String {
+        if case .scalar(let scalar) = node { return "\"\(scalar.string)\"" }
+        if case .sequence = node { return "a list" }
+        return "a mapping"
+    }
+
+    // MARK: Sections
+
+    func decode(_ root: Node, into config: inout Config) {
+        guard let top = mapping(root, "", allowed: ["tailscale", "resolvers", "healthcheck", "sync", "safety", "kubernetes", "rpc", "watch"]) else { return }
+        if let node = top["tailscale"] { decodeTailscale(node, &config.tailscale) }
+        if let node = top["resolvers"] { decodeResolvers(node, &config.resolvers) }
+        if let node = top["healthcheck"] { decodeHealthcheck(node, &config.healthcheck) }
+        if let node = top["sync"] { decodeSync(node, &config.sync) }
+        if let node = top["safety"] { decodeSafety(node, &config.safety) }
+        if let node = top["kubernetes"] { decodeKubernetes(node, &config.clusters) }
+        if let node = top["rpc"] { decodeRPC(node, &config.rpc) }
+        if let node = top["watch"] { decodeWatch(node, &config.watch, clusters: config.clusters) }
+    }
+
+    func decodeTailscale(_ node: Node, _ settings: inout Config.Tailscale) {
+        guard let keys = mapping(node, "tailscale", allowed: ["tailnet", "apiURL", "apiKeyFile", "oauth"]) else { return }
+        if let node = keys["tailnet"], let value = string(node, "tailscale.tailnet") {
+            if value.isEmpty { fail(node, "tailscale.tailnet", "must not be empty (\"-\" means the credential's own tailnet)") }
+            else { settings.tailnet = value }
+        }
+        if let node = keys["apiURL"], let value = string(node, "tailscale.apiURL") {
+            if isHTTPURL(value) { settings.apiURL = value } else { fail(node, "tailscale.apiURL", "\"\(value)\" is not an http(s) URL") }
+        }
+        if let node = keys["apiKeyFile"], let value = nonEmptyPath(node, "tailscale.apiKeyFile") { settings.apiKeyFile = value }
+        if let node = keys["oauth"], let oauth = mapping(node, "tailscale.oauth", allowed: ["clientID", "clientSecretFile"]) {
+            var result = Config.OAuth()
+            if let node = oauth["clientID"], let value = string(node, "tailscale.oauth.clientID") { result.clientID = value }
+            if let node = oauth["clientSecretFile"], let value = nonEmptyPath(node, "tailscale.oauth.clientSecretFile") {
+                result.clientSecretFile = value
+            }
+            settings.oauth = result
+        }
+        if keys["apiKeyFile"] != nil && keys["oauth"] != nil {
+            fail(nil, "tailscale.oauth", "set either tailscale.apiKeyFile or tailscale.oauth, not both")
+        }
+    }
+
+    func decodeResolvers(_ node: Node, _ settings: inout Config.Resolvers) {
+        guard let keys = mapping(node, "resolvers", allowed: ["tags", "addressFamily", "target"]) else { return }
+        if let node = keys["tags"], let tags = strings(node, "resolvers.tags") {
+            var valid = true
+            for (index, tag) in tags.enumerated() where !tag.hasPrefix("tag:") || tag.count <= 4 {
+                fail(sequenceItem(node, index), "resolvers.tags[\(index)]", "\"\(tag)\" is not a tag (tags look like tag:dns)")
+                valid = false
+            }
+            if valid { settings.tags = tags }
+        }
+        if let node = keys["addressFamily"], let value = choice(node, "resolvers.addressFamily", AddressFamily.self) {
+            settings.addressFamily = value
+        }
+        var targetNode: Node?
+        if let node = keys["target"], let target = mapping(node, "resolvers.target", allowed: ["global", "splitDNS"]) {
+            targetNode = node
+            if let node = target["global"], let value = bool(node, "resolvers.target.global") { settings.global = value }
+            if let node = target["splitDNS"], let domains = strings(node, "resolvers.target.splitDNS") {
+                var seen = Set<String>()
+                for (index, domain) in domains.enumerated() {
+                    let path = "resolvers.target.splitDNS[\(index)]"
+                    if !isDomain(domain) {
+                        fail(sequenceItem(node, index), path, "\"\(domain)\" is not a domain name")
+                    } else if !seen.insert(domain.lowercased()).inserted {
+                        fail(sequenceItem(node, index), path, "\"\(domain)\" is listed twice")
+                    }
+                }
+                settings.splitDNS = domains
+            }
+        }
+        if !settings.global && settings.splitDNS.isEmpty {
+            fail(targetNode, "resolvers.target", "manages nothing: set global: true or list splitDNS domains")
+        }
+    }
+
+    func decodeHealthcheck(_ node: Node, _ settings: inout Config.Healthcheck) {
+        guard let keys = mapping(node, "healthcheck", allowed: ["interval", "staleAfter", "failureThreshold", "probe"]) else { return }
+        if let node = keys["interval"], let value = duration(node, "healthcheck.interval") { settings.interval = value }
+        if let node = keys["staleAfter"], let value = duration(node, "healthcheck.staleAfter") { settings.staleAfter = value }
+        if let node = keys["failureThreshold"], let value = int(node, "healthcheck.failureThreshold", minimum: 1) {
+            settings.failureThreshold = value
+        }
+        if let node = keys["probe"], let value = choice(node, "healthcheck.probe", Config.Probe.self) { settings.probe = value }
+    }
+
+    func decodeSync(_ node: Node, _ settings: inout Config.Sync) {
+        guard let keys = mapping(node, "sync", allowed: ["interval", "pendingTTL", "exclusionTTL"]) else { return }
+        if let node = keys["interval"], let value = duration(node, "sync.interval") { settings.interval = value }
+        if let node = keys["pendingTTL"], let value = duration(node, "sync.pendingTTL") { settings.pendingTTL = value }
+        if let node = keys["exclusionTTL"], let value = duration(node, "sync.exclusionTTL") { settings.exclusionTTL = value }
+    }
+
+    func decodeSafety(_ node: Node, _ settings: inout Config.Safety) {
+        guard let keys = mapping(node, "safety", allowed: ["minResolvers", "maxRemovals", "protect"]) else { return }
+        if let node = keys["minResolvers"], let value = int(node, "safety.minResolvers", minimum: 0) { settings.minResolvers = value }
+        if let node = keys["maxRemovals"], let value = int(node, "safety.maxRemovals", minimum: 0) { settings.maxRemovals = value }
+        if let node = keys["protect"], let values = strings(node, "safety.protect") {
+            for (index, value) in values.enumerated() where value.isEmpty {
+                fail(sequenceItem(node, index), "safety.protect[\(index)]", "must not be empty")
+            }
+            settings.protect = values.contains(PlanSettings.alwaysProtected) ? values : values + [PlanSettings.alwaysProtected]
+        }
+    }
+
+    func decodeKubernetes(_ node: Node, _ clusters: inout [Config.Cluster]) {
+        guard let keys = mapping(node, "kubernetes", allowed: ["clusters"]), let list = keys["clusters"] else { return }
+        guard case .sequence(let sequence) = list else {
+            fail(list, "kubernetes.clusters", "must be a list")
+            return
+        }
+        var names = Set<String>()
+        for (index, item) in sequence.enumerated() {
+            let path = "kubernetes.clusters[\(index)]"
+            guard let fields = mapping(item, path, allowed: ["name", "kubeconfig", "context", "namespace", "annotation"]) else { continue }
+            guard let nameNode = fields["name"], let name = string(nameNode, "\(path).name"), !name.isEmpty else {
+                if fields["name"] == nil { fail(item, "\(path).name", "is required") }
+                continue
+            }
+            if !names.insert(name).inserted { fail(nameNode, "\(path).name", "\"\(name)\" is used by another cluster") }
+            var cluster = Config.Cluster(name: name)
+            if let node = fields["kubeconfig"], let value = nonEmptyPath(node, "\(path).kubeconfig") { cluster.kubeconfig = value }
+            if let node = fields["context"], let value = string(node, "\(path).context") { cluster.context = value }
+            if let node = fields["namespace"], let value = string(node, "\(path).namespace") { cluster.namespace = value }
+            if let node = fields["annotation"], let value = string(node, "\(path).annotation") {
+                let parts = value.split(separator: "=", maxSplits: 1).map(String.init)
+                if parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty {
+                    cluster.annotationKey = parts[0]
+                    cluster.annotationValue = parts[1]
+                } else {
+                    fail(node, "\(path).annotation", "\"\(value)\" is not key=value")
+                }
+            }
+            clusters.append(cluster)
+        }
+    }
+
+    func decodeRPC(_ node: Node, _ settings: inout Config.RPC) {
+        guard let keys = mapping(node, "rpc", allowed: ["listen", "tokenFile"]) else { return }
+        if let node = keys["listen"], let value = string(node, "rpc.listen") {
+            if value.isEmpty || ListenAddress(value) != nil { settings.listen = value }
+            else { fail(node, "rpc.listen", "\"\(value)\" is not host:port") }
+        }
+        if let node = keys["tokenFile"], let value = nonEmptyPath(node, "rpc.tokenFile") { settings.tokenFile = value }
+        if let address = ListenAddress(settings.listen), !address.isLoopback, settings.tokenFile == nil {
+            fail(keys["listen"] ?? node, "rpc.tokenFile", "is required when rpc.listen (\(settings.listen)) is not a loopback address")
+        }
+    }
+
+    func decodeWatch(_ node: Node, _ settings: inout Config.Watch, clusters: [Config.Cluster]) {
+        guard let keys = mapping(node, "watch", allowed: ["cluster", "server", "tokenFile"]) else { return }
+        if let node = keys["cluster"], let value = string(node, "watch.cluster") {
+            if clusters.contains(where: { $0.name == value }) { settings.cluster = value }
+            else { fail(node, "watch.cluster", "\"\(value)\" is not a name in kubernetes.clusters") }
+        }
+        if let node = keys["server"], let value = string(node, "watch.server") {
+            if isHTTPURL(value) { settings.server = value } else { fail(node, "watch.server", "\"\(value)\" is not an http(s) URL") }
+        }
+        if let node = keys["tokenFile"], let value = nonEmptyPath(node, "watch.tokenFile") { settings.tokenFile = value }
+    }
+
+    // MARK: Value checks
+
+    func nonEmptyPath(_ node: Node, _ path: String) -> String? {
+        guard let value = string(node, path) else { return nil }
+        if value.isEmpty {
+            fail(node, path, "must not be empty")
+            return nil
+        }
+        return value
+    }
+
+    func sequenceItem(_ node: Node, _ index: Int) -> Node? {
+        if case .sequence(let sequence) = node, index < sequence.count { return sequence[index] }
+        return node
+    }
+
+    func isHTTPURL(_ text: String) -> Bool {
+        (text.hasPrefix("http://") || text.hasPrefix("https://")) && text.split(separator: "/").count >= 2
+            && !text.contains(" ")
+    }
+
+    func isDomain(_ text: String) -> Bool {
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        return !text.isEmpty && text.count <= 253 && labels.allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+    }
+}
+
+extension Node {
+    var isNull: Bool {
+        if case .scalar(let scalar) = self, scalar.style == .plain {
+            return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+        }
+        return false
+    }
+}
+
+/// `host:port` or `[v6]:port`, as `rpc.listen` takes it.
+public struct ListenAddress: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+
+    public init?(_ text: String) {
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portPart = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+            if hostPart.contains(":") { return nil }
+        }
+        guard let port = Int(portPart), (0...65535).contains(port) else { return nil }
+        host = String(hostPart)
+        self.port = port
+    }
+
+    public var isLoopback: Bool {
+        if host == "localhost" { return true }
+        guard let address = IPAddress(host) else { return false }
+        return address.isIPv4 ? address.bytes[0] == 127 : address == IPAddress("::1")
+    }
+}

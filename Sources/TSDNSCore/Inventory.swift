@@ -1,0 +1,78 @@
+import Foundation
+
+/// A nameserver list this program manages.
+public enum Target: Hashable, Sendable, Comparable, CustomStringConvertible {
+    case global
+    case splitDNS(String)
+
+    /// `global` or `split:<domain>`, as in plan output.
+    public var description: String {
+        switch self {
+        case .global: return "global"
+        case .splitDNS(let domain): return "split:\(domain)"
+        }
+    }
+}
+
+/// Everything known about the tailnet's devices for one run: who owns which address, who is
+/// healthy, and who should be a resolver and why.
+public struct ResolverInventory: Sendable {
+    public let devices: [Device]
+    public let health: [String: Health]
+    /// Why each device should be a resolver, by nodeId: `tag:dns`, `kubernetes:...`, `manual`.
+    public let sources: [String: Set<String>]
+    /// Devices removed by operators, by nodeId.
+    public let excluded: Set<String>
+    /// Consecutive failed healthchecks by nodeId, counting this one.
+    public let failedChecks: [String: Int]
+    private let ownerByAddress: [IPAddress: Int]
+
+    public init(
+        devices: [Device],
+        now: Date,
+        staleAfter: Duration,
+        resolverTags: [String],
+        extraSources: [String: Set<String>] = [:],
+        excluded: Set<String> = [],
+        failedChecks: [String: Int] = [:]
+    ) {
+        self.devices = devices
+        var health: [String: Health] = [:]
+        var sources = extraSources
+        var owners: [IPAddress: Int] = [:]
+        for (index, device) in devices.enumerated() {
+            health[device.nodeId] = device.health(now: now, staleAfter: staleAfter)
+            for tag in device.hasAnyTag(resolverTags) {
+                sources[device.nodeId, default: []].insert(tag)
+            }
+            for address in device.ipAddresses { owners[address] = index }
+        }
+        self.health = health
+        self.sources = sources.filter { !$0.value.isEmpty }
+        self.excluded = excluded
+        self.failedChecks = failedChecks
+        self.ownerByAddress = owners
+    }
+
+    public func owner(of address: IPAddress) -> Device? {
+        ownerByAddress[address].map { devices[$0] }
+    }
+
+    public func health(of device: Device) -> Health {
+        health[device.nodeId] ?? .unhealthy("unknown")
+    }
+
+    /// Failed checks in a row; an unhealthy device without a count has failed this one.
+    public func failures(of device: Device) -> Int {
+        if health(of: device).isHealthy { return 0 }
+        return max(1, failedChecks[device.nodeId] ?? 1)
+    }
+
+    /// Devices that should be listed, with their sources, in a stable order.
+    public var candidates: [(device: Device, sources: [String])] {
+        devices.compactMap { device in
+            guard let found = sources[device.nodeId] else { return nil }
+            return (device, found.sorted())
+        }
+    }
+}

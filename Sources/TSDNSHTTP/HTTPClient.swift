@@ -1,0 +1,278 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// An HTTP client on libcurl. Every transfer runs on a thread of its own, because
+/// `curl_easy_perform` blocks and must never occupy Swift concurrency's cooperative pool.
+/// Proxies come from the environment (`https_proxy`, `no_proxy`, ...) as curl reads them.
+public final class HTTPClient: Sendable {
+    public let options: HTTPClientOptions
+
+    private static let globalInit: Bool = {
+        tsdns_curl_global_init() == CURLE_OK
+    }()
+
+    public init(options: HTTPClientOptions = HTTPClientOptions()) {
+        _ = Self.globalInit
+        self.options = options
+    }
+
+    /// Sends a request and collects the whole body.
+    public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let transfer = Transfer(request: request, options: options, onChunk: nil)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, Error>) in
+                let thread = Thread {
+                    continuation.resume(with: transfer.perform())
+                }
+                thread.name = "tsdns-http"
+                thread.start()
+            }
+        } onCancel: {
+            transfer.cancel()
+        }
+    }
+
+    /// Starts a streaming request. Returns once the response head has arrived; the body
+    /// arrives as chunks in order. Ending the iteration (or cancelling) aborts the transfer.
+    public func stream(_ request: HTTPRequest) async throws -> (HTTPResponseHead, AsyncThrowingStream<Data, Error>) {
+        let (body, bodyContinuation) = AsyncThrowingStream<Data, Error>.makeStream()
+        let head = HeadSignal()
+        let transfer = Transfer(request: request, options: options, onChunk: { transfer, chunk in
+            head.deliver(transfer.currentHead())
+            bodyContinuation.yield(chunk)
+        })
+        bodyContinuation.onTermination = { _ in transfer.cancel() }
+        let thread = Thread {
+            let result = transfer.perform()
+            switch result {
+            case .success(let response):
+                head.deliver(response.head)
+                bodyContinuation.finish()
+            case .failure(let error):
+                head.fail(error)
+                bodyContinuation.finish(throwing: error)
+            }
+        }
+        thread.name = "tsdns-http-stream"
+        thread.start()
+        let responseHead = try await withTaskCancellationHandler {
+            try await head.wait()
+        } onCancel: {
+            transfer.cancel()
+        }
+        return (responseHead, body)
+    }
+}
+
+/// Delivers the response head exactly once to one waiter.
+private final class HeadSignal: Sendable {
+    private enum State {
+        case empty
+        case waiting(CheckedContinuation<HTTPResponseHead, Error>)
+        case done(Result<HTTPResponseHead, Error>)
+    }
+    private let state = Mutex<State>(.empty)
+
+    func deliver(_ head: HTTPResponseHead) { complete(.success(head)) }
+    func fail(_ error: Error) { complete(.failure(error)) }
+
+    private func complete(_ result: Result<HTTPResponseHead, Error>) {
+        let waiter: CheckedContinuation<HTTPResponseHead, Error>? = state.withLock { state in
+            switch state {
+            case .empty:
+                state = .done(result)
+                return nil
+            case .waiting(let continuation):
+                state = .done(result)
+                return continuation
+            case .done:
+                return nil
+            }
+        }
+        waiter?.resume(with: result)
+    }
+
+    func wait() async throws -> HTTPResponseHead {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<HTTPResponseHead, Error>? = state.withLock { state in
+                if case .done(let result) = state { return result }
+                state = .waiting(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
+
+/// One curl easy handle and everything its callbacks touch. Only the transfer thread
+/// mutates the buffers; `cancel()` may come from anywhere, hence the atomic.
+private final class Transfer: @unchecked Sendable {
+    typealias ChunkHandler = @Sendable (Transfer, Data) -> Void
+
+    let request: HTTPRequest
+    let options: HTTPClientOptions
+    let onChunk: ChunkHandler?
+    private let cancelled = Atomic<Bool>(false)
+    private var handle: UnsafeMutableRawPointer?
+    private var status = 0
+    private var headers: [String: String] = [:]
+    private var body = Data()
+
+    init(request: HTTPRequest, options: HTTPClientOptions, onChunk: ChunkHandler?) {
+        self.request = request
+        self.options = options
+        self.onChunk = onChunk
+    }
+
+    func cancel() { cancelled.store(true, ordering: .relaxed) }
+    var isCancelled: Bool { cancelled.load(ordering: .relaxed) }
+
+    func currentHead() -> HTTPResponseHead {
+        if let handle {
+            var code = 0
+            _ = tsdns_curl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &code)
+            status = code
+        }
+        return HTTPResponseHead(status: status, headers: headers)
+    }
+
+    func perform() -> Result<HTTPResponse, Error> {
+        if isCancelled { return .failure(HTTPClientError.cancelled) }
+        guard let curl = curl_easy_init() else {
+            return .failure(HTTPClientError.transport(curlCode: -1, message: "curl_easy_init failed", timedOut: false))
+        }
+        handle = curl
+        defer {
+            curl_easy_cleanup(curl)
+            handle = nil
+        }
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        defer { errorBuffer.deallocate() }
+
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        // An empty Expect stops curl from waiting for "100 Continue" on larger bodies.
+        for header in request.headers + [HTTPHeader("Expect", "")] {
+            headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
+        }
+        defer { curl_slist_free_all(headerList) }
+
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        _ = tsdns_curl_setopt_string(curl, CURLOPT_URL, request.url)
+        _ = tsdns_curl_setopt_pointer(curl, CURLOPT_ERRORBUFFER, errorBuffer)
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0)
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeout.milliseconds)
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_TIMEOUT_MS, options.totalTimeout?.milliseconds ?? 0)
+        if let lowSpeedTime = options.lowSpeedTime {
+            _ = tsdns_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
+            _ = tsdns_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, max(1, lowSpeedTime.milliseconds / 1000))
+        }
+        _ = tsdns_curl_setopt_slist(curl, CURLOPT_HTTPHEADER, headerList)
+        applyTLS(curl)
+        applyMethodAndBody(curl)
+
+        _ = tsdns_curl_setopt_data_cb(curl, CURLOPT_WRITEFUNCTION, { pointer, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            let length = size * count
+            if transfer.isCancelled { return 0 }
+            let chunk = pointer.map { Data(bytes: $0, count: length) } ?? Data()
+            if let onChunk = transfer.onChunk {
+                onChunk(transfer, chunk)
+            } else {
+                transfer.body.append(chunk)
+            }
+            return length
+        })
+        _ = tsdns_curl_setopt_pointer(curl, CURLOPT_WRITEDATA, context)
+        _ = tsdns_curl_setopt_data_cb(curl, CURLOPT_HEADERFUNCTION, { pointer, size, count, userdata in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            let length = size * count
+            if let pointer {
+                let line = String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
+                transfer.receiveHeaderLine(line)
+            }
+            return length
+        })
+        _ = tsdns_curl_setopt_pointer(curl, CURLOPT_HEADERDATA, context)
+        // The progress callback runs about once a second even on an idle stream, so a
+        // cancelled watch is noticed without waiting for the next byte.
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_NOPROGRESS, 0)
+        _ = tsdns_curl_setopt_xferinfo_cb(curl, { userdata, _, _, _, _ in
+            let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
+            return transfer.isCancelled ? 1 : 0
+        })
+        _ = tsdns_curl_setopt_pointer(curl, CURLOPT_XFERINFODATA, context)
+
+        let code = curl_easy_perform(curl)
+        if isCancelled { return .failure(HTTPClientError.cancelled) }
+        guard code == CURLE_OK else {
+            var message = String(cString: errorBuffer)
+            if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
+            return .failure(HTTPClientError.transport(
+                curlCode: Int(code.rawValue),
+                message: "\(request.method) \(request.url): \(message)",
+                timedOut: code == CURLE_OPERATION_TIMEDOUT
+            ))
+        }
+        return .success(HTTPResponse(head: currentHead(), body: body))
+    }
+
+    private func receiveHeaderLine(_ line: String) {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.hasPrefix("HTTP/") {
+            headers = [:]  // a new response (after 100 Continue or a proxy CONNECT)
+            return
+        }
+        guard let colon = trimmed.firstIndex(of: ":") else { return }
+        let name = trimmed[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+        let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        headers[name] = value
+    }
+
+    private func applyMethodAndBody(_ curl: UnsafeMutableRawPointer) {
+        switch request.method {
+        case "GET": _ = tsdns_curl_setopt_long(curl, CURLOPT_HTTPGET, 1)
+        case "POST": _ = tsdns_curl_setopt_long(curl, CURLOPT_POST, 1)
+        default: _ = tsdns_curl_setopt_string(curl, CURLOPT_CUSTOMREQUEST, request.method)
+        }
+        let body = request.body ?? Data()
+        guard !body.isEmpty || ["POST", "PUT", "PATCH"].contains(request.method) else { return }
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_POSTFIELDSIZE, body.count)
+        if body.isEmpty {
+            _ = tsdns_curl_setopt_string(curl, CURLOPT_COPYPOSTFIELDS, "")
+        } else {
+            body.withUnsafeBytes { bytes in
+                _ = tsdns_curl_setopt_pointer(curl, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress!))
+            }
+        }
+    }
+
+    private func applyTLS(_ curl: UnsafeMutableRawPointer) {
+        let tls = options.tls
+        if let caFile = tls.caFile {
+            _ = tsdns_curl_setopt_string(curl, CURLOPT_CAINFO, caFile)
+        }
+        if let pem = tls.caPEM { setBlob(curl, CURLOPT_CAINFO_BLOB, pem) }
+        if let pem = tls.clientCertificatePEM {
+            setBlob(curl, CURLOPT_SSLCERT_BLOB, pem)
+            _ = tsdns_curl_setopt_string(curl, CURLOPT_SSLCERTTYPE, "PEM")
+        }
+        if let pem = tls.clientKeyPEM {
+            setBlob(curl, CURLOPT_SSLKEY_BLOB, pem)
+            _ = tsdns_curl_setopt_string(curl, CURLOPT_SSLKEYTYPE, "PEM")
+        }
+        if tls.insecureSkipVerify {
+            _ = tsdns_curl_setopt_long(curl, CURLOPT_SSL_VERIFYPEER, 0)
+            _ = tsdns_curl_setopt_long(curl, CURLOPT_SSL_VERIFYHOST, 0)
+        }
+    }
+
+    private func setBlob(_ curl: UnsafeMutableRawPointer, _ option: CURLoption, _ data: Data) {
+        var copy = data
+        copy.withUnsafeMutableBytes { bytes in
+            _ = tsdns_curl_setopt_blob(curl, option, bytes.baseAddress, bytes.count)
+        }
+    }
+}

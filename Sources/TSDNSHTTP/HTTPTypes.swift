@@ -1,0 +1,116 @@
+import Foundation
+
+public struct HTTPHeader: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+public struct HTTPRequest: Sendable {
+    public var method: String
+    public var url: String
+    public var headers: [HTTPHeader]
+    public var body: Data?
+
+    public init(method: String = "GET", url: String, headers: [HTTPHeader] = [], body: Data? = nil) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// The status line and headers of a response. Header names are lower-cased.
+public struct HTTPResponseHead: Sendable {
+    public var status: Int
+    public var headers: [String: String]
+
+    public init(status: Int, headers: [String: String]) {
+        self.status = status
+        self.headers = headers
+    }
+
+    public func header(_ name: String) -> String? { headers[name.lowercased()] }
+}
+
+public struct HTTPResponse: Sendable {
+    public var head: HTTPResponseHead
+    public var body: Data
+
+    public var status: Int { head.status }
+    public func header(_ name: String) -> String? { head.header(name) }
+
+    public init(head: HTTPResponseHead, body: Data) {
+        self.head = head
+        self.body = body
+    }
+}
+
+/// TLS material. Verification is always on unless `insecureSkipVerify` is set explicitly.
+public struct TLSOptions: Sendable {
+    public var caFile: String?
+    public var caPEM: Data?
+    public var clientCertificatePEM: Data?
+    public var clientKeyPEM: Data?
+    public var insecureSkipVerify: Bool
+
+    public init(
+        caFile: String? = nil, caPEM: Data? = nil,
+        clientCertificatePEM: Data? = nil, clientKeyPEM: Data? = nil,
+        insecureSkipVerify: Bool = false
+    ) {
+        self.caFile = caFile
+        self.caPEM = caPEM
+        self.clientCertificatePEM = clientCertificatePEM
+        self.clientKeyPEM = clientKeyPEM
+        self.insecureSkipVerify = insecureSkipVerify
+    }
+}
+
+public struct HTTPClientOptions: Sendable {
+    public var connectTimeout: Duration
+    /// Whole-transfer limit; `nil` for none (watches), which then rely on `lowSpeedTime`.
+    public var totalTimeout: Duration?
+    /// A transfer slower than `lowSpeedLimit` bytes/s for `lowSpeedTime` is aborted.
+    public var lowSpeedLimit: Int
+    public var lowSpeedTime: Duration?
+    public var tls: TLSOptions
+
+    public init(
+        connectTimeout: Duration = .seconds(5),
+        totalTimeout: Duration? = .seconds(30),
+        lowSpeedLimit: Int = 1,
+        lowSpeedTime: Duration? = nil,
+        tls: TLSOptions = TLSOptions()
+    ) {
+        self.connectTimeout = connectTimeout
+        self.totalTimeout = totalTimeout
+        self.lowSpeedLimit = lowSpeedLimit
+        self.lowSpeedTime = lowSpeedTime
+        self.tls = tls
+    }
+}
+
+public enum HTTPClientError: Error, Sendable, CustomStringConvertible {
+    /// The request never produced a complete response: network, TLS, timeout, reset.
+    case transport(curlCode: Int, message: String, timedOut: Bool)
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .transport(_, let message, _): return message
+        case .cancelled: return "request cancelled"
+        }
+    }
+}
+
+extension Duration {
+    var milliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+import TSDNSConfig
+import TSDNSCore
+import TSDNSTailscale
+
+/// A config with its secrets and environment fallbacks resolved, ready to run.
+public struct ResolvedConfig: Sendable {
+    public var config: Config
+    public var file: String
+    public var tailnet: String
+    public var apiURL: String
+    /// nil only where the command needs none (`watch`, `validate` of a watch config).
+    public var credential: Credential?
+}
+
+/// Reads the config file, then everything it points to: secret files, referenced files and
+/// the documented environment variables. A config key wins over its variable.
+public struct ConfigLoader: Sendable {
+    public static let defaultPath = "/etc/tsdns-reconcile/config.yaml"
+    public static let defaultAPIURL = "https://api.tailscale.com"
+
+    public var environment: [String: String]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    /// `--config`, then `$TSDNS_CONFIG`, then the default path.
+    public func path(_ flag: String?) -> String {
+        flag ?? environment["TSDNS_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.defaultPath
+    }
+
+    public enum Purpose: Sendable {
+        /// `run`: Tailscale credentials are required.
+        case reconcile
+        /// `watch`: needs `watch.server`, no Tailscale credentials.
+        case watch
+        /// `validate`: whichever of the two the file is written for.
+        case validate
+    }
+
+    public func load(path: String, for purpose: Purpose) throws(ConfigError) -> ResolvedConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError([ConfigIssue(file: path, line: nil, path: "", message: "cannot read the config file: \(Self.reason(error))")])
+        }
+        let parsed = try ConfigParser.parse(text, file: path)
+        var issues: [ConfigIssue] = []
+        let config = parsed.config
+
+        // Secret files are checked where they are read, in resolveCredential.
+        var referenced: [(String, String?)] = [
+            ("rpc.tokenFile", config.rpc.tokenFile),
+            ("watch.tokenFile", config.watch.tokenFile),
+        ]
+        for (index, cluster) in config.clusters.enumerated() {
+            referenced.append(("kubernetes.clusters[\(index)].kubeconfig", cluster.kubeconfig))
+        }
+        for case let (key, file?) in referenced where !FileManager.default.isReadableFile(atPath: file) {
+            issues.append(parsed.issue(key, "file \"\(file)\" does not exist or is not readable"))
+        }
+
+        let needsCredential: Bool
+        switch purpose {
+        case .reconcile: needsCredential = true
+        case .watch: needsCredential = false
+        case .validate: needsCredential = config.watch.server == nil
+        }
+        if purpose == .watch {
+            if config.watch.server == nil { issues.append(parsed.issue("watch.server", "is required for watch")) }
+            if config.clusters.isEmpty { issues.append(parsed.issue("kubernetes.clusters", "watch needs at least one cluster")) }
+            else if config.watch.cluster == nil && config.clusters.count > 1 {
+                issues.append(parsed.issue("watch.cluster", "is required when kubernetes.clusters has more than one entry"))
+            }
+        }
+        var credential: Credential?
+        do {
+            credential = try resolveCredential(parsed)
+        } catch let error as CredentialIssue {
+            if needsCredential || error.isFromFile { issues.append(error.issue) }
+        } catch {}
+        if needsCredential && credential == nil && issues.isEmpty {
+            issues.append(ConfigIssue(
+                file: path, line: nil, path: "tailscale",
+                message: "no Tailscale credential: set tailscale.apiKeyFile or tailscale.oauth, or TAILSCALE_API_KEY or TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET"
+            ))
+        }
+        if !issues.isEmpty { throw ConfigError(issues) }
+        return ResolvedConfig(
+            config: config,
+            file: path,
+            tailnet: config.tailscale.tailnet ?? nonEmpty("TAILSCALE_TAILNET") ?? "-",
+            apiURL: config.tailscale.apiURL ?? nonEmpty("TAILSCALE_BASE_URL") ?? Self.defaultAPIURL,
+            credential: credential
+        )
+    }
+
+    private struct CredentialIssue: Error {
+        var issue: ConfigIssue
+        var isFromFile: Bool
+    }
+
+    /// Exactly one kind: an API key or an OAuth client, from the config or else the environment.
+    private func resolveCredential(_ parsed: ParsedConfig) throws -> Credential? {
+        let settings = parsed.config.tailscale
+        if let file = settings.apiKeyFile {
+            return .apiKey(try readSecret(file, key: "tailscale.apiKeyFile", parsed))
+        }
+        if let oauth = settings.oauth {
+            guard let clientID = oauth.clientID ?? nonEmpty("TAILSCALE_OAUTH_CLIENT_ID") else {
+                throw CredentialIssue(issue: parsed.issue("tailscale.oauth.clientID", "is required (or set TAILSCALE_OAUTH_CLIENT_ID)"), isFromFile: true)
+            }
+            let secret: String
+            if let file = oauth.clientSecretFile {
+                secret = try readSecret(file, key: "tailscale.oauth.clientSecretFile", parsed)
+            } else if let value = nonEmpty("TAILSCALE_OAUTH_CLIENT_SECRET") {
+                secret = value.trimmingCharacters(in: .whitespacesAndNewlines)
+            } else {
+                throw CredentialIssue(issue: parsed.issue("tailscale.oauth.clientSecretFile", "is required (or set TAILSCALE_OAUTH_CLIENT_SECRET)"), isFromFile: true)
+            }
+            return .oauth(clientID: clientID, clientSecret: secret)
+        }
+        let apiKey = nonEmpty("TAILSCALE_API_KEY")?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let clientID = nonEmpty("TAILSCALE_OAUTH_CLIENT_ID")
+        let clientSecret = nonEmpty("TAILSCALE_OAUTH_CLIENT_SECRET")?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if apiKey != nil && (clientID != nil || clientSecret != nil) {
+            throw CredentialIssue(issue: ConfigIssue(
+                file: parsed.file, line: nil, path: "tailscale",
+                message: "both TAILSCALE_API_KEY and TAILSCALE_OAUTH_CLIENT_ID/SECRET are set; use exactly one kind of credential"
+            ), isFromFile: false)
+        }
+        if let apiKey { return .apiKey(apiKey) }
+        if let clientID, let clientSecret { return .oauth(clientID: clientID, clientSecret: clientSecret) }
+        if clientID != nil || clientSecret != nil {
+            throw CredentialIssue(issue: ConfigIssue(
+                file: parsed.file, line: nil, path: "tailscale.oauth",
+                message: "TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET must both be set"
+            ), isFromFile: false)
+        }
+        return nil
+    }
+
+    /// Reads a secret file with surrounding whitespace trimmed; never echoes its content.
+    private func readSecret(_ file: String, key: String, _ parsed: ParsedConfig) throws -> String {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" does not exist or is not readable"), isFromFile: true)
+        }
+        let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !secret.isEmpty else {
+            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" is empty"), isFromFile: true)
+        }
+        return secret
+    }
+
+    private func nonEmpty(_ name: String) -> String? {
+        guard let value = environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    private static func reason(_ error: Error) -> String {
+        let nsError = error as NSError
+        if nsError.domain == NSCocoaErrorDomain && nsError.code == NSFileReadNoSuchFileError { return "no such file" }
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return nsError.localizedDescription
+    }
+}

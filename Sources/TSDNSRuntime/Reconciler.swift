@@ -1,0 +1,180 @@
+import Foundation
+import Logging
+import TSDNSCore
+import TSDNSTailscale
+
+/// What the tailnet looks like right now: every read a run needs, all of which succeeded.
+public struct TailnetSnapshot: Sendable {
+    public var devices: [Device]
+    public var lists: [Target: [String]]
+    public var readAt: Date
+}
+
+/// One reconcile run's inputs beyond the config.
+public struct RunRequest: Sendable {
+    public var mode: RunMode
+    public var dryRun: Bool
+    /// Resolver sources from outside the tailnet's tags, by nodeId (Kubernetes, RPC).
+    public var extraSources: [String: Set<String>]
+    public var excluded: Set<String>
+    /// Consecutive failed checks by nodeId, this check included; empty means one each.
+    public var failedChecks: [String: Int]
+    /// `run --once` remembers nothing between runs, so one failed check is enough.
+    public var failureThreshold: Int?
+
+    public init(
+        mode: RunMode, dryRun: Bool, extraSources: [String: Set<String>] = [:], excluded: Set<String> = [],
+        failedChecks: [String: Int] = [:], failureThreshold: Int? = nil
+    ) {
+        self.mode = mode
+        self.dryRun = dryRun
+        self.extraSources = extraSources
+        self.excluded = excluded
+        self.failedChecks = failedChecks
+        self.failureThreshold = failureThreshold
+    }
+}
+
+public struct RunResult: Sendable {
+    public var plan: Plan
+    public var snapshot: TailnetSnapshot
+    public var inventory: ResolverInventory
+}
+
+/// Read everything, plan, apply. Nothing is written unless every read succeeded.
+public final class Reconciler: Sendable {
+    public let client: TailscaleClient
+    public let config: Config
+    public let tailnet: String
+    private let logger: Logger
+    private let now: @Sendable () -> Date
+
+    public init(client: TailscaleClient, config: Config, tailnet: String, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+        self.client = client
+        self.config = config
+        self.tailnet = tailnet
+        self.logger = logger
+        self.now = now
+    }
+
+    /// The request floor: one devices GET, one nameservers GET if the global list is
+    /// managed, one split-DNS GET if any domain is.
+    public func read() async throws -> TailnetSnapshot {
+        let targets = config.resolvers.targets
+        let splitDomains = config.resolvers.splitDNS
+        async let devices = client.listDevices()
+        async let global: [String]? = targets.contains(.global) ? client.nameservers() : nil
+        async let split: [String: [String]]? = splitDomains.isEmpty ? nil : client.splitDNS()
+        let (readDevices, readGlobal, readSplit) = try await (devices, global, split)
+        var lists: [Target: [String]] = [:]
+        if let readGlobal { lists[.global] = readGlobal }
+        for domain in splitDomains { lists[.splitDNS(domain)] = readSplit?[domain] ?? [] }
+        return TailnetSnapshot(devices: readDevices, lists: lists, readAt: now())
+    }
+
+    public func inventory(_ snapshot: TailnetSnapshot, _ request: RunRequest) -> ResolverInventory {
+        ResolverInventory(
+            devices: snapshot.devices,
+            now: snapshot.readAt,
+            staleAfter: config.healthcheck.staleAfter,
+            resolverTags: config.resolvers.tags,
+            extraSources: request.extraSources,
+            excluded: request.excluded,
+            failedChecks: request.failedChecks
+        )
+    }
+
+    public func plan(_ snapshot: TailnetSnapshot, _ inventory: ResolverInventory, _ request: RunRequest) -> Plan {
+        let settings = config.planSettings(mode: request.mode, failureThreshold: request.failureThreshold)
+        let targets = config.resolvers.targets.map { target in
+            Planner.plan(target: target, current: snapshot.lists[target] ?? [], inventory: inventory, settings: settings)
+        }
+        return Plan(tailnet: tailnet, mode: request.mode, dryRun: request.dryRun, targets: targets)
+    }
+
+    public func run(_ request: RunRequest) async throws -> RunResult {
+        let snapshot = try await read()
+        let inventory = inventory(snapshot, request)
+        let plan = plan(snapshot, inventory, request)
+        let settings = config.planSettings(mode: request.mode, failureThreshold: request.failureThreshold)
+        let applier = Applier(client: client, logger: logger, dryRun: request.dryRun)
+        let applied = try await applier.apply(plan) { target, current in
+            Planner.plan(target: target, current: current, inventory: inventory, settings: settings)
+        }
+        return RunResult(plan: applied, snapshot: snapshot, inventory: inventory)
+    }
+}
+
+/// The one place that writes to the tailnet. Dry-run is enforced here. Every changed target
+/// is re-read right before writing and re-planned if it moved; if any re-read fails,
+/// nothing is written.
+struct Applier: Sendable {
+    let client: TailscaleClient
+    let logger: Logger
+    let dryRun: Bool
+
+    func apply(_ plan: Plan, replan: (Target, [String]) -> TargetPlan) async throws -> Plan {
+        guard !dryRun, plan.changed else { return plan }
+        var targets = plan.targets
+        let changed = targets.indices.filter { targets[$0].changed }
+
+        // Re-read every changed target first: a failure here writes nothing.
+        let splitChanged = changed.contains { if case .splitDNS = targets[$0].target { true } else { false } }
+        let freshGlobal = changed.contains { targets[$0].target == .global } ? try await client.nameservers() : nil
+        let freshSplit = splitChanged ? try await client.splitDNS() : nil
+        for index in changed {
+            let fresh: [String]
+            switch targets[index].target {
+            case .global: fresh = freshGlobal ?? []
+            case .splitDNS(let domain): fresh = freshSplit?[domain] ?? []
+            }
+            if fresh != targets[index].current {
+                logger.notice("list changed since it was read; planning again", metadata: ["target": "\(targets[index].target)"])
+                targets[index] = replan(targets[index].target, fresh)
+            }
+        }
+
+        if let index = changed.first(where: { targets[$0].target == .global }), targets[index].changed {
+            let desired = targets[index].desired
+            // The planner never empties the global list; this guard makes it impossible.
+            guard !desired.isEmpty else { throw ApplyError.refusedEmptyGlobalList }
+            let written = try await client.setNameservers(desired)
+            if written != desired {
+                logger.warning("the API holds a different global list than was written", metadata: ["written": "\(desired)", "holds": "\(written)"])
+            }
+            logApplied(targets[index])
+        }
+        var splitChanges: [String: [String]] = [:]
+        for index in changed where targets[index].changed {
+            if case .splitDNS(let domain) = targets[index].target { splitChanges[domain] = targets[index].desired }
+        }
+        if !splitChanges.isEmpty {
+            try await client.updateSplitDNS(splitChanges)
+            for index in changed where targets[index].changed {
+                if case .splitDNS = targets[index].target { logApplied(targets[index]) }
+            }
+        }
+        var result = plan
+        result.targets = targets
+        return result
+    }
+
+    private func logApplied(_ target: TargetPlan) {
+        logger.info("applied", metadata: [
+            "target": "\(target.target)",
+            "added": "\(target.entries(.add).map(\.address))",
+            "removed": "\(target.entries(.remove).map(\.address))",
+            "blocked": "\(target.entries(.blocked).map(\.address))",
+        ])
+    }
+}
+
+public enum ApplyError: Error, CustomStringConvertible {
+    case refusedEmptyGlobalList
+
+    public var description: String {
+        switch self {
+        case .refusedEmptyGlobalList: return "refused to write an empty global nameserver list (it would turn MagicDNS off)"
+        }
+    }
+}

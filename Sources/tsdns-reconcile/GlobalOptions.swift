@@ -1,0 +1,41 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `--log-level` and `--log-format`, on every subcommand. Logs go to standard error;
+/// standard output carries only the command's result.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "trace, debug, info, notice, warning or error.")
+    var logLevel: Logger.Level = .info
+
+    @Option(help: "text or json (one JSON object per line).")
+    var logFormat: LogFormat = .text
+
+    func bootstrap() -> Logger {
+        let level = logLevel
+        let format = logFormat
+        LoggingSystem.bootstrap { label in
+            var handler: LogHandler = format == .json ? JSONLogHandler(label: label) : TextLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "tsdns")
+    }
+}
+
+/// Exit codes of CONTRACT §2.
+enum Exit {
+    static let failure = ExitCode(1)
+    static let changesPending = ExitCode(2)
+    static let configError = ExitCode(78)
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message.hasSuffix("\n") ? message : message + "\n").utf8))
+}

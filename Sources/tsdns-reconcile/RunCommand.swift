@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TSDNSConfig
+import TSDNSCore
+import TSDNSRuntime
+import TSDNSTailscale
+
+extension OutputFormat: ExpressibleByArgument {}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Reconcile the tailnet's nameserver lists: once, as a dry run, or as a loop."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Config file (default: $TSDNS_CONFIG, then /etc/tsdns-reconcile/config.yaml).")
+    var config: String?
+
+    @Flag(help: "One sync (which includes the healthcheck), apply, print the plan, exit.")
+    var once = false
+
+    @Flag(help: "Read everything and print the plan; write nothing. Exit 2 when changes are pending.")
+    var dryRun = false
+
+    @Option(help: "Plan format: text, json or markdown.")
+    var output: OutputFormat = .text
+
+    func run() async throws {
+        let logger = global.bootstrap()
+        guard once || dryRun else {
+            printError("run: the long-running loop is not available in this build yet; use --once or --dry-run")
+            throw ExitCode(64)
+        }
+        let loader = ConfigLoader()
+        let resolved: ResolvedConfig
+        do {
+            resolved = try loader.load(path: loader.path(config), for: .reconcile)
+        } catch {
+            printError(error.description)
+            throw Exit.configError
+        }
+        if resolved.config.healthcheck.probe == .dns {
+            logger.warning("healthcheck.probe: dns is not implemented in this build; health comes from the control plane only")
+        }
+        let client = TailscaleClient(
+            baseURL: resolved.apiURL, tailnet: resolved.tailnet, credential: resolved.credential!,
+            logger: logger
+        )
+        let reconciler = Reconciler(client: client, config: resolved.config, tailnet: resolved.tailnet, logger: logger)
+        let result: RunResult
+        do {
+            result = try await reconciler.run(RunRequest(mode: .sync, dryRun: dryRun, failureThreshold: 1))
+        } catch {
+            logger.error("run failed; nothing was written after the failure", metadata: ["error": "\(error)"])
+            printError("error: \(error)")
+            throw Exit.failure
+        }
+        print(PlanRenderer.render(result.plan, as: output), terminator: "")
+        if dryRun && result.plan.changed { throw Exit.changesPending }
+    }
+}

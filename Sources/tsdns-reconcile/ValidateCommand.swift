@@ -1,0 +1,26 @@
+import ArgumentParser
+import TSDNSRuntime
+
+struct ValidateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check the config file and the files it references; print `config OK` or the errors."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Config file (default: $TSDNS_CONFIG, then /etc/tsdns-reconcile/config.yaml).")
+    var config: String?
+
+    func run() async throws {
+        _ = global.bootstrap()
+        let loader = ConfigLoader()
+        do {
+            _ = try loader.load(path: loader.path(config), for: .validate)
+        } catch {
+            printError(error.description)
+            throw Exit.configError
+        }
+        print("config OK")
+    }
+}

@@ -1,0 +1,205 @@
+import Testing
+@testable import TSDNSConfig
+@testable import TSDNSCore
+
+@Suite("Config file")
+struct ConfigParserTests {
+    func issues(_ yaml: String) -> [String] {
+        do {
+            _ = try ConfigParser.parse(yaml, file: "config.yaml")
+            return []
+        } catch {
+            return error.issues.map(\.description)
+        }
+    }
+
+    @Test func emptyFileMeansDefaults() throws {
+        let config = try ConfigParser.parse("", file: "config.yaml").config
+        #expect(config == Config())
+        #expect(config.healthcheck.interval == .seconds(30))
+        #expect(config.healthcheck.staleAfter == .seconds(300))
+        #expect(config.sync.interval == .seconds(300))
+        #expect(config.sync.pendingTTL == .seconds(600))
+        #expect(config.safety.minResolvers == 1)
+        #expect(config.safety.maxRemovals == 3)
+        #expect(config.safety.protect == ["100.100.100.100"])
+        #expect(config.resolvers.tags == ["tag:dns"])
+        #expect(config.resolvers.targets == [.global])
+        #expect(config.rpc.listen == "127.0.0.1:8053")
+    }
+
+    @Test func fullExampleDecodes() throws {
+        let yaml = """
+        tailscale:
+          tailnet: example.com
+          apiURL: https://api.tailscale.com
+          oauth:
+            clientID: k123CNTRL
+            clientSecretFile: /etc/tsdns/oauth-secret
+        resolvers:
+          tags: ["tag:dns", "tag:resolver"]
+          addressFamily: both
+          target:
+            global: false
+            splitDNS: ["corp.example.com"]
+        healthcheck:
+          interval: 15s
+          staleAfter: 2m
+          failureThreshold: 2
+          probe: none
+        sync:
+          interval: 1h30m
+          pendingTTL: 90s
+          exclusionTTL: 5m
+        safety:
+          minResolvers: 0
+          maxRemovals: 5
+          protect: ["10.0.0.53"]
+        kubernetes:
+          clusters:
+            - name: prod
+              context: prod
+              namespace: dns
+              annotation: "tailscale.com/tags=tag:dns"
+        rpc:
+          listen: 0.0.0.0:8053
+          tokenFile: /etc/tsdns/rpc-token
+        watch:
+          cluster: prod
+          server: http://dnsmon.example.ts.net:8053
+        """
+        let config = try ConfigParser.parse(yaml, file: "config.yaml").config
+        #expect(config.tailscale.tailnet == "example.com")
+        #expect(config.tailscale.oauth?.clientID == "k123CNTRL")
+        #expect(config.resolvers.addressFamily == .both)
+        #expect(config.resolvers.targets == [.splitDNS("corp.example.com")])
+        #expect(config.healthcheck.failureThreshold == 2)
+        #expect(config.sync.interval == .seconds(5400))
+        #expect(config.safety.protect == ["10.0.0.53", "100.100.100.100"])
+        #expect(config.clusters.first?.annotationKey == "tailscale.com/tags")
+        #expect(config.clusters.first?.annotationValue == "tag:dns")
+        #expect(config.watch.cluster == "prod")
+    }
+
+    @Test func unknownKeyNamesPathAndLine() {
+        let yaml = """
+        sync:
+          interval: 5m
+          intervall: 6m
+        """
+        #expect(issues(yaml) == ["config.yaml:3: sync.intervall: unknown key"])
+    }
+
+    @Test func unknownKeyWithCaseHint() {
+        #expect(issues("safety:\n  maxremovals: 2\n") == [#"config.yaml:2: safety.maxremovals: unknown key (did you mean "maxRemovals"?)"#])
+    }
+
+    @Test func badDurationMatchesTheContractExample() {
+        let yaml = String(repeating: "\n", count: 11) + "sync:\n  interval: \"5 minutes\"\n"
+        #expect(issues(yaml) == [#"config.yaml:13: sync.interval: "5 minutes" is not a duration (use Go style: 90s, 5m, 1h30m)"#])
+    }
+
+    @Test func wrongTypes() {
+        let yaml = """
+        resolvers:
+          tags: tag:dns
+          target:
+            global: "yes"
+        safety:
+          minResolvers: one
+          maxRemovals: -1
+        healthcheck:
+          failureThreshold: 0
+        """
+        #expect(issues(yaml) == [
+            "config.yaml:2: resolvers.tags: must be a list",
+            #"config.yaml:4: resolvers.target.global: "yes" is not true or false"#,
+            #"config.yaml:6: safety.minResolvers: "one" is not a whole number"#,
+            "config.yaml:7: safety.maxRemovals: -1 is below the minimum of 0",
+            "config.yaml:9: healthcheck.failureThreshold: 0 is below the minimum of 1",
+        ])
+    }
+
+    @Test func badValues() {
+        let yaml = """
+        resolvers:
+          tags: ["dns"]
+          addressFamily: ipv5
+        healthcheck:
+          probe: ping
+        tailscale:
+          apiURL: api.tailscale.com
+        """
+        #expect(issues(yaml).sorted(by: lineOrder) == [
+            #"config.yaml:2: resolvers.tags[0]: "dns" is not a tag (tags look like tag:dns)"#,
+            #"config.yaml:3: resolvers.addressFamily: "ipv5" is not one of ipv4, ipv6, both"#,
+            #"config.yaml:5: healthcheck.probe: "ping" is not one of none, dns"#,
+            #"config.yaml:7: tailscale.apiURL: "api.tailscale.com" is not an http(s) URL"#,
+        ])
+    }
+
+    @Test func listItemsAreIndexed() {
+        let yaml = """
+        kubernetes:
+          clusters:
+            - name: prod
+            - name: prod
+              annotation: novalue
+            - context: x
+        """
+        #expect(issues(yaml) == [
+            #"config.yaml:4: kubernetes.clusters[1].name: "prod" is used by another cluster"#,
+            #"config.yaml:5: kubernetes.clusters[1].annotation: "novalue" is not key=value"#,
+            "config.yaml:6: kubernetes.clusters[2].name: is required",
+        ])
+    }
+
+    @Test func bothCredentialKindsIsAnError() {
+        let yaml = """
+        tailscale:
+          apiKeyFile: /k
+          oauth:
+            clientID: x
+        """
+        #expect(issues(yaml) == ["config.yaml:3: tailscale.oauth: set either tailscale.apiKeyFile or tailscale.oauth, not both"])
+    }
+
+    @Test func nonLoopbackListenNeedsAToken() {
+        #expect(issues("rpc:\n  listen: 0.0.0.0:8053\n") == [
+            "config.yaml:2: rpc.tokenFile: is required when rpc.listen (0.0.0.0:8053) is not a loopback address",
+        ])
+        #expect(issues("rpc:\n  listen: \"[::1]:8053\"\n").isEmpty)
+        #expect(issues("rpc:\n  listen: \"\"\n").isEmpty)
+        #expect(issues("rpc:\n  listen: localhost\n") == [#"config.yaml:2: rpc.listen: "localhost" is not host:port"#])
+    }
+
+    @Test func nothingToManage() {
+        #expect(issues("resolvers:\n  target:\n    global: false\n") == [
+            "config.yaml:3: resolvers.target: manages nothing: set global: true or list splitDNS domains",
+        ])
+    }
+
+    @Test func watchClusterMustExist() {
+        #expect(issues("watch:\n  cluster: staging\n") == [#"config.yaml:2: watch.cluster: "staging" is not a name in kubernetes.clusters"#])
+    }
+
+    @Test func invalidYAMLHasALine() {
+        let found = issues("sync:\n  interval: [5m\n")
+        #expect(found.count == 1)
+        #expect(found.first?.hasPrefix("config.yaml:") == true)
+        #expect(found.first?.contains("invalid YAML") == true)
+    }
+
+    @Test func topLevelMustBeAMapping() {
+        #expect(issues("- a\n- b\n") == ["config.yaml:1: must be a mapping"])
+    }
+
+    @Test func nullValueKeepsTheDefault() throws {
+        let config = try ConfigParser.parse("sync:\n  interval:\n", file: "c.yaml").config
+        #expect(config.sync.interval == .seconds(300))
+    }
+}
+
+private func lineOrder(_ a: String, _ b: String) -> Bool {
+    Int(a.split(separator: ":")[1])! < Int(b.split(separator: ":")[1])!
+}

@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+@testable import TSDNSCore
+
+@Suite("Addresses and durations")
+struct ValueTests {
+    @Test func parsesAndCanonicalizes() {
+        #expect(IPAddress("100.64.0.7")?.description == "100.64.0.7")
+        #expect(IPAddress("FD7A:115C:A1E0:0:0:0:0:1")?.description == "fd7a:115c:a1e0::1")
+        #expect(IPAddress("100.64.0.256") == nil)
+        #expect(IPAddress("dns.example") == nil)
+        #expect(IPAddress("") == nil)
+    }
+
+    @Test func tailscaleRanges() {
+        #expect(IPAddress("100.64.0.1")!.isTailscaleRange)
+        #expect(IPAddress("100.127.255.254")!.isTailscaleRange)
+        #expect(!IPAddress("100.128.0.1")!.isTailscaleRange)
+        #expect(!IPAddress("100.63.255.255")!.isTailscaleRange)
+        #expect(IPAddress("fd7a:115c:a1e0:ab12::1")!.isTailscaleRange)
+        #expect(!IPAddress("fd7a:115c:a1e1::1")!.isTailscaleRange)
+        #expect(!IPAddress("1.1.1.1")!.isTailscaleRange)
+    }
+
+    @Test func ordersIPv4BeforeIPv6Numerically() {
+        let sorted = ["fd7a:115c:a1e0::2", "100.64.0.10", "fd7a:115c:a1e0::1", "100.64.0.9"].compactMap(IPAddress.init).sorted()
+        #expect(sorted.map(\.description) == ["100.64.0.9", "100.64.0.10", "fd7a:115c:a1e0::1", "fd7a:115c:a1e0::2"])
+    }
+
+    @Test(arguments: [("90s", 90.0), ("5m", 300), ("1h30m", 5400), ("1.5h", 5400), ("250ms", 0.25), ("2h0m5s", 7205), ("0", 0)])
+    func durations(_ text: String, _ seconds: Double) {
+        #expect(DurationText.parse(text)?.seconds == seconds)
+    }
+
+    @Test(arguments: ["5 minutes", "5", "m", "", "1x", "-5m", "5m ", "1h30"])
+    func badDurations(_ text: String) {
+        #expect(DurationText.parse(text) == nil)
+    }
+}
+
+@Suite("Devices from a real tailnet")
+struct RealDeviceTests {
+    func fixture(_ name: String) throws -> Data {
+        let url = try #require(Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures"))
+        return try Data(contentsOf: url)
+    }
+
+    @Test func decodesTheRealDevicesList() throws {
+        struct Body: Decodable { var devices: [Device] }
+        let devices = try JSONDecoder().decode(Body.self, from: fixture("devices")).devices
+        #expect(devices.count == 18)
+        #expect(devices.allSatisfy { $0.tags == nil }, "the tags key is absent on untagged devices")
+        #expect(Set(devices.map(\.name)).count == 18, "MagicDNS names are unique")
+        #expect(Set(devices.map(\.hostname)).count < 18, "hostnames are not")
+        #expect(devices.filter { $0.connectedToControl == true }.count == 4)
+        #expect(devices.allSatisfy { $0.lastSeen != nil })
+    }
+
+    @Test func keyExpiryDisabledOverridesAPastExpiry() throws {
+        struct Body: Decodable { var devices: [Device] }
+        let devices = try JSONDecoder().decode(Body.self, from: fixture("devices")).devices
+        // The latest lastSeen in the file; health is judged as of then.
+        let then = try #require(Timestamp.parse("2024-01-14T11:40:00Z"))
+        let disabled = devices.filter { $0.keyExpiryDisabled == true && $0.connectedToControl == true }
+        #expect(disabled.count == 2)
+        for device in disabled {
+            #expect(device.expires! < then)
+            #expect(device.health(now: then, staleAfter: .seconds(300)) == .healthy)
+        }
+        let expired = devices.filter { $0.keyExpiryDisabled == false && $0.connectedToControl == true && $0.expires! < then }
+        #expect(!expired.isEmpty)
+        for device in expired {
+            guard case .unhealthy(let why) = device.health(now: then, staleAfter: .seconds(300)) else {
+                Issue.record("an expired key must be unhealthy")
+                continue
+            }
+            #expect(why.hasPrefix("key expired"))
+        }
+    }
+
+    @Test func singleDeviceMatchesTheList() throws {
+        struct Body: Decodable { var devices: [Device] }
+        let single = try JSONDecoder().decode(Device.self, from: fixture("device"))
+        let list = try JSONDecoder().decode(Body.self, from: fixture("devices")).devices
+        #expect(single == list[0])
+        #expect(single.ipAddresses.map(\.description) == ["100.64.0.1", "fd7a:115c:a1e0::1"])
+    }
+
+    @Test func rejectsABadTimestamp() {
+        let json = #"{"nodeId":"n1","name":"a.ts.net","hostname":"a","addresses":[],"lastSeen":"yesterday"}"#
+        #expect(throws: DecodingError.self) { try JSONDecoder().decode(Device.self, from: Data(json.utf8)) }
+    }
+
+    @Test func emptyTimestampMeansAbsent() throws {
+        let json = #"{"nodeId":"n1","name":"a.ts.net","hostname":"a","addresses":["100.64.0.1"],"expires":"","extra":{"x":1}}"#
+        let device = try JSONDecoder().decode(Device.self, from: Data(json.utf8))
+        #expect(device.expires == nil)
+        #expect(device.id == "n1")
+    }
+}
+
+@Suite("Plan output")
+struct PlanRendererTests {
+    /// The example of CONTRACT §2, rebuilt from devices.
+    func contractPlan() -> Plan {
+        let now = Date(timeIntervalSince1970: 1_795_000_000)
+        func dev(_ n: Int, _ host: String, connected: Bool = true, lastSeen: String? = nil) -> Device {
+            Device(id: "\(n)", nodeId: "n\(n)", name: "\(host).ts.net", hostname: host, addresses: ["100.64.0.\(n)"],
+                   tags: ["tag:dns"], connectedToControl: connected, lastSeen: lastSeen.flatMap(Timestamp.parse),
+                   expires: now.addingTimeInterval(3600))
+        }
+        let devices = [
+            dev(7, "dns-prod-2"), dev(3, "dns-old", connected: false, lastSeen: "2026-11-26T10:00:00Z"),
+            dev(4, "dns-b", connected: false, lastSeen: "2026-11-26T10:00:00Z"), dev(5, "dns-prod-1"),
+        ]
+        let inventory = ResolverInventory(
+            devices: devices, now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"],
+            extraSources: ["n7": ["kubernetes:prod/dns/coredns"]]
+        )
+        var settings = PlanSettings(minResolvers: 1, maxRemovals: 1)
+        settings.mode = .sync
+        let target = Planner.plan(target: .global, current: ["1.1.1.1", "100.64.0.3", "100.64.0.4", "100.64.0.5"], inventory: inventory, settings: settings)
+        return Plan(tailnet: "example.com", mode: .sync, dryRun: true, targets: [target])
+    }
+
+    @Test func textMatchesTheContract() {
+        let expected = """
+        target global (tailnet example.com)
+          + 100.64.0.7   dns-prod-2        healthy, kubernetes:prod/dns/coredns, tag:dns
+          - 100.64.0.3   dns-old           not connected since 2026-11-26T10:00:00Z
+          ! 100.64.0.4   dns-b             kept: safety.maxRemovals=1 (not connected since 2026-11-26T10:00:00Z)
+          = 100.64.0.5   dns-prod-1
+          · 1.1.1.1                        unmanaged
+        2 changes: 1 to add, 1 to remove, 1 blocked
+
+        """
+        #expect(PlanRenderer.text(contractPlan()) == expected)
+    }
+
+    @Test func jsonHasTheContractKeys() throws {
+        let data = Data(PlanRenderer.json(contractPlan()).utf8)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["changed"] as? Bool == true)
+        let target = try #require((object["targets"] as? [[String: Any]])?.first)
+        #expect(target["target"] as? String == "global")
+        #expect(target["current"] as? [String] == ["1.1.1.1", "100.64.0.3", "100.64.0.4", "100.64.0.5"])
+        #expect(target["desired"] as? [String] == ["1.1.1.1", "100.64.0.4", "100.64.0.5", "100.64.0.7"])
+        let add = try #require((target["add"] as? [[String: Any]])?.first)
+        #expect(add["address"] as? String == "100.64.0.7")
+        #expect(add["node"] as? String == "dns-prod-2")
+        #expect(add["reason"] as? String == "kubernetes:prod/dns/coredns, tag:dns")
+        let remove = try #require((target["remove"] as? [[String: Any]])?.first)
+        #expect(remove["node"] as? String == "dns-old")
+        let blocked = try #require((target["blocked"] as? [[String: Any]])?.first)
+        #expect(blocked["reason"] as? String == "safety.maxRemovals")
+    }
+
+    @Test func jsonNodeIsNullWithoutADevice() throws {
+        let inventory = ResolverInventory(devices: [], now: Date(), staleAfter: .seconds(300), resolverTags: [])
+        let target = Planner.plan(target: .global, current: ["1.1.1.1", "100.64.9.9"], inventory: inventory, settings: PlanSettings(minResolvers: 0))
+        let json = PlanRenderer.json(Plan(tailnet: "-", mode: .sync, dryRun: false, targets: [target]))
+        #expect(json.contains(#""remove":[{"address":"100.64.9.9","node":null,"#))
+    }
+
+    @Test func blockedOnlyPlanIsNotChanged() throws {
+        let dead = Device(id: "1", nodeId: "n1", name: "a.ts.net", hostname: "a", addresses: ["100.64.0.1"], tags: ["tag:dns"], connectedToControl: false)
+        let inventory = ResolverInventory(devices: [dead], now: Date(), staleAfter: .seconds(300), resolverTags: ["tag:dns"])
+        let target = Planner.plan(target: .global, current: ["100.64.0.1"], inventory: inventory, settings: PlanSettings(minResolvers: 1))
+        let plan = Plan(tailnet: "-", mode: .sync, dryRun: true, targets: [target])
+        #expect(!plan.changed)
+        #expect(PlanRenderer.json(plan).hasPrefix(#"{"changed":false"#))
+        #expect(PlanRenderer.text(plan).contains("0 changes: 0 to add, 0 to remove, 1 blocked"))
+    }
+
+    @Test func markdownIsATable() {
+        let markdown = PlanRenderer.markdown(contractPlan())
+        #expect(markdown.contains("### target global (tailnet example.com)"))
+        #expect(markdown.contains("| + | 100.64.0.7 | dns-prod-2 | healthy, kubernetes:prod/dns/coredns, tag:dns |"))
+        #expect(markdown.contains("| · | 1.1.1.1 |  | unmanaged |"))
+    }
+}
