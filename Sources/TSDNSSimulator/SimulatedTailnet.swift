@@ -46,7 +46,12 @@ public final class SimulatedTailnet: Sendable {
     }
 
     struct State {
-        var devices: [Device] = []
+        var devices: [Device] = [] {
+            didSet { devicesBody = nil }
+        }
+        /// The encoded devices list, kept until the devices change: 10,000 devices take a
+        /// while to encode, and the simulator must not be what a benchmark measures.
+        var devicesBody: Data?
         var nameservers: [String] = []
         var magicDNS = true
         var splitDNS: [String: [String]] = [:]
@@ -183,7 +188,7 @@ public final class SimulatedTailnet: Sendable {
         guard tailnet == "-" || tailnet == tailnetName else { return error(404, "tailnet not found") }
         switch (parts[4...].joined(separator: "/"), request.method) {
         case ("devices", "GET"):
-            return .json(200, ["devices": state.withLock { $0.devices }.map(deviceJSON)])
+            return ServerResponse(status: 200, headers: [HTTPHeaderField("Content-Type", "application/json")], body: devicesBody())
         case ("dns/nameservers", "GET"):
             return .json(200, ["dns": nameservers])
         case ("dns/nameservers", "POST"):
@@ -268,22 +273,43 @@ public final class SimulatedTailnet: Sendable {
         (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
     }
 
-    /// A device as the real API sends it: the fields this program reads plus some it
-    /// does not, so clients must ignore unknown keys.
-    private func deviceJSON(_ device: Device) -> [String: Any] {
-        var object = (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(device))) as? [String: Any] ?? [:]
-        object["user"] = "dns-operator@example.com"
-        object["os"] = "linux"
-        object["clientVersion"] = "1.80.3-t1234abcd"
-        object["updateAvailable"] = false
-        object["created"] = "2026-01-01T00:00:00Z"
-        object["machineKey"] = "mkey:\(device.nodeId)"
-        object["nodeKey"] = "nodekey:\(device.nodeId)"
-        object["blocksIncomingConnections"] = false
-        object["tailnetLockKey"] = ""
-        object["tailnetLockError"] = ""
-        object["postureStatus"] = [String: Any]()
-        return object
+    private func devicesBody() -> Data {
+        let (cached, devices) = state.withLock { ($0.devicesBody, $0.devices) }
+        if let cached { return cached }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .withoutEscapingSlashes
+        let body = (try? encoder.encode(["devices": devices.map(WireDevice.init)])) ?? Data()
+        state.withLock { state in
+            if state.devices == devices { state.devicesBody = body }
+        }
+        return body
+    }
+}
+
+/// A device as the real API sends it: the fields this program reads plus some it does not,
+/// so clients must ignore unknown keys.
+private struct WireDevice: Encodable {
+    var device: Device
+
+    enum Extra: String, CodingKey {
+        case user, os, clientVersion, updateAvailable, created, machineKey, nodeKey
+        case blocksIncomingConnections, tailnetLockKey, tailnetLockError, postureStatus
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        try device.encode(to: encoder)
+        var c = encoder.container(keyedBy: Extra.self)
+        try c.encode("dns-operator@example.com", forKey: .user)
+        try c.encode("linux", forKey: .os)
+        try c.encode("1.80.3-t1234abcd", forKey: .clientVersion)
+        try c.encode(false, forKey: .updateAvailable)
+        try c.encode("2026-01-01T00:00:00Z", forKey: .created)
+        try c.encode("mkey:\(device.nodeId)", forKey: .machineKey)
+        try c.encode("nodekey:\(device.nodeId)", forKey: .nodeKey)
+        try c.encode(false, forKey: .blocksIncomingConnections)
+        try c.encode("", forKey: .tailnetLockKey)
+        try c.encode("", forKey: .tailnetLockError)
+        try c.encode([String: String](), forKey: .postureStatus)
     }
 }
 

@@ -1,0 +1,34 @@
+# tsdns-reconcile — the two commands a newcomer needs are `make demo` and `make test`.
+SWIFT ?= swift
+APT_PACKAGES := libcurl4-openssl-dev pkg-config
+
+.PHONY: deps build test demo bench release clean
+
+# Installs the Debian packages the build needs, if missing (needs root or sudo).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+demo: build
+	.build/debug/tsdns-reconcile demo
+
+release: deps
+	$(SWIFT) build -c release
+
+# Benchmarks measure the release binary; they are not tests.
+bench: release
+	.build/release/tsdns-bench .build/release/tsdns-reconcile
+
+clean:
+	rm -rf .build

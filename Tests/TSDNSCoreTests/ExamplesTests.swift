@@ -1,0 +1,32 @@
+import Foundation
+import Testing
+import TSDNSConfig
+
+/// Every file in examples/ must be a valid config: they are what newcomers copy.
+@Suite("examples/")
+struct ExamplesTests {
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("examples")
+
+    static var files: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+            .filter { $0.hasSuffix(".yaml") }.sorted()
+    }
+
+    @Test func thereAreExamples() {
+        #expect(Self.files.contains("global.yaml"))
+        #expect(Self.files.contains("split-dns.yaml"))
+    }
+
+    @Test(arguments: files)
+    func exampleIsValid(_ name: String) throws {
+        let path = Self.directory.appendingPathComponent(name).path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        do {
+            _ = try ConfigParser.parse(text, file: name)
+        } catch {
+            Issue.record("\(error.description)")
+        }
+    }
+}

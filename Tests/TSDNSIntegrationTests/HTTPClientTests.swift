@@ -1,0 +1,100 @@
+import Foundation
+import Synchronization
+import Testing
+import TSDNSHTTP
+import TSDNSSimulator
+
+@Suite("libcurl HTTP client", .timeLimit(.minutes(1)))
+struct HTTPClientTests {
+    @Test func sendsMethodHeadersAndBody() async throws {
+        let seen = Mutex<ServerRequest?>(nil)
+        let server = try LoopbackHTTPServer { request in
+            seen.withLock { $0 = request }
+            return ServerResponse(status: 201, headers: [HTTPHeaderField("X-Answer", "42")], body: Data("done".utf8))
+        }
+        defer { server.stop() }
+        let response = try await HTTPClient().send(HTTPRequest(
+            method: "PATCH", url: server.baseURL + "/thing?x=1",
+            headers: [HTTPHeader("Authorization", "Bearer abc")], body: Data(#"{"a":1}"#.utf8)
+        ))
+        #expect(response.status == 201)
+        #expect(response.header("x-answer") == "42")
+        #expect(String(decoding: response.body, as: UTF8.self) == "done")
+        let request = try #require(seen.withLock { $0 })
+        #expect(request.method == "PATCH")
+        #expect(request.path == "/thing")
+        #expect(request.query == ["x": "1"])
+        #expect(request.header("authorization") == "Bearer abc")
+        #expect(String(decoding: request.body, as: UTF8.self) == #"{"a":1}"#)
+    }
+
+    @Test func largeBodiesArriveWhole() async throws {
+        let big = Data((0..<300_000).map { UInt8($0 % 251) })
+        let server = try LoopbackHTTPServer { request in ServerResponse(status: 200, body: request.body) }
+        defer { server.stop() }
+        let response = try await HTTPClient().send(HTTPRequest(method: "POST", url: server.baseURL, body: big))
+        #expect(response.body == big)
+    }
+
+    @Test func timeoutIsATransportError() async throws {
+        let server = try LoopbackHTTPServer { _ in ServerResponse(status: 200, delay: .seconds(3)) }
+        defer { server.stop() }
+        let client = HTTPClient(options: HTTPClientOptions(totalTimeout: .milliseconds(300)))
+        do {
+            _ = try await client.send(HTTPRequest(url: server.baseURL))
+            Issue.record("expected a timeout")
+        } catch let error as HTTPClientError {
+            guard case .transport(_, _, let timedOut) = error else { Issue.record("\(error)"); return }
+            #expect(timedOut)
+        }
+    }
+
+    @Test func streamsChunksAsTheyArrive() async throws {
+        let release = Mutex(false)
+        let server = try LoopbackHTTPServer { _ in
+            ServerResponse(status: 200) { writer in
+                writer.write(Data("first\n".utf8))
+                // The second chunk waits until the client has seen the first.
+                while !release.withLock({ $0 }) && writer.isOpen { usleep(1000) }
+                writer.write(Data("second\n".utf8))
+            }
+        }
+        defer { server.stop() }
+        let (head, body) = try await HTTPClient(options: HTTPClientOptions(totalTimeout: nil)).stream(HTTPRequest(url: server.baseURL + "/watch"))
+        #expect(head.status == 200)
+        var chunks: [String] = []
+        for try await chunk in body {
+            chunks.append(String(decoding: chunk, as: UTF8.self))
+            release.withLock { $0 = true }
+        }
+        #expect(chunks.joined() == "first\nsecond\n")
+        #expect(chunks.first == "first\n", "the first chunk arrived before the stream ended")
+    }
+
+    @Test func endingAStreamAbortsTheTransfer() async throws {
+        let server = try LoopbackHTTPServer { _ in
+            ServerResponse(status: 200) { writer in
+                // An endless watch: it ends only when the client goes away.
+                while writer.write(Data("tick\n".utf8)) { usleep(20_000) }
+            }
+        }
+        defer { server.stop() }
+        let (_, body) = try await HTTPClient(options: HTTPClientOptions(totalTimeout: nil)).stream(HTTPRequest(url: server.baseURL))
+        var count = 0
+        for try await _ in body {
+            count += 1
+            if count == 3 { break }
+        }
+        #expect(count == 3)
+    }
+
+    @Test func streamReportsAnErrorStatusBeforeTheBody() async throws {
+        let server = try LoopbackHTTPServer { _ in ServerResponse(status: 410, body: Data(#"{"reason":"Expired"}"#.utf8)) }
+        defer { server.stop() }
+        let (head, body) = try await HTTPClient().stream(HTTPRequest(url: server.baseURL))
+        #expect(head.status == 410)
+        var text = ""
+        for try await chunk in body { text += String(decoding: chunk, as: UTF8.self) }
+        #expect(text == #"{"reason":"Expired"}"#)
+    }
+}

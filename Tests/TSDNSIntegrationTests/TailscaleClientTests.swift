@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+import TSDNSCore
+import TSDNSHTTP
+import TSDNSSimulator
+import TSDNSTailscale
+
+@Suite("Tailscale client against the simulated tailnet", .timeLimit(.minutes(1)))
+struct TailscaleClientTests {
+    @Test func readsDevicesAndLists() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.setSplitDNS(["corp.example.com": ["100.64.0.1"]])
+        let client = makeClient(tailnet)
+        let devices = try await client.listDevices()
+        #expect(devices == tailnet.devices)
+        #expect(try await client.nameservers() == ["1.1.1.1", "100.64.0.1", "100.64.0.2"])
+        #expect(try await client.splitDNS() == ["corp.example.com": ["100.64.0.1"]])
+        #expect(tailnet.requests.map(\.path) == [
+            "/api/v2/tailnet/-/devices", "/api/v2/tailnet/-/dns/nameservers", "/api/v2/tailnet/-/dns/split-dns",
+        ])
+    }
+
+    @Test func namedTailnetAndUnknownTailnet() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        #expect(try await makeClient(tailnet, tailnetName: "example.com").nameservers().count == 3)
+        await #expect(throws: TailscaleAPIError.permanent(status: 404, message: "GET /api/v2/tailnet/other.com/dns/nameservers: tailnet not found")) {
+            try await makeClient(tailnet, tailnetName: "other.com").nameservers()
+        }
+    }
+
+    @Test func writesGlobalAndSplitDNS() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.setSplitDNS(["other.example.com": ["10.0.0.53"], "corp.example.com": ["100.64.0.1"]])
+        let client = makeClient(tailnet)
+        #expect(try await client.setNameservers(["1.1.1.1", "100.64.0.3"]) == ["1.1.1.1", "100.64.0.3"])
+        try await client.updateSplitDNS(["corp.example.com": ["100.64.0.3"]])
+        #expect(tailnet.splitDNS == ["other.example.com": ["10.0.0.53"], "corp.example.com": ["100.64.0.3"]])
+        #expect(tailnet.requests.last?.body == #"{"corp.example.com":["100.64.0.3"]}"#, "the PATCH names only the managed domain")
+        try await client.updateSplitDNS(["corp.example.com": []])
+        #expect(tailnet.splitDNS == ["other.example.com": ["10.0.0.53"]])
+        #expect(tailnet.requests.last?.body == #"{"corp.example.com":null}"#)
+    }
+
+    @Test(arguments: [
+        SimulatedTailnet.Fault.Kind.status(503), .status(500), .status(502), .status(429, retryAfter: "0"),
+        .dropConnection, .truncatedBody,
+    ])
+    func transientFailureIsRetriedThenSucceeds(_ fault: SimulatedTailnet.Fault.Kind) async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(fault, path: "/devices", times: 2))
+        let devices = try await makeClient(tailnet).listDevices()
+        #expect(devices.count == 4)
+        #expect(tailnet.requests.count == 3)
+    }
+
+    @Test func retryAfterIsHonoured() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.status(429, retryAfter: "1"), times: 1))
+        let clock = ContinuousClock()
+        let start = clock.now
+        _ = try await makeClient(tailnet).nameservers()
+        // The fast policy alone would wait at most 20 ms.
+        #expect(clock.now - start >= .milliseconds(900))
+    }
+
+    @Test func persistentFailureGivesUpAsTransient() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.status(500)))
+        do {
+            _ = try await makeClient(tailnet).listDevices()
+            Issue.record("expected a failure")
+        } catch let error as TailscaleAPIError {
+            guard case .transient(let message) = error else { Issue.record("expected transient, got \(error)"); return }
+            #expect(message.contains("HTTP 500"))
+            #expect(message.contains("gave up after 4 attempts"))
+        }
+        #expect(tailnet.requests.count == fastRetry.maxAttempts)
+    }
+
+    @Test(arguments: [400, 401, 403, 404])
+    func permanentFailureFailsAtOnceWithTheMessage(_ status: Int) async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.status(status)))
+        await #expect(throws: TailscaleAPIError.permanent(status: status, message: "GET /api/v2/tailnet/-/devices: simulated failure (HTTP \(status))")) {
+            try await makeClient(tailnet).listDevices()
+        }
+        #expect(tailnet.requests.count == 1)
+    }
+
+    @Test func wrongAPIKeyIsRejected() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        do {
+            _ = try await makeClient(tailnet, credential: .apiKey("tskey-api-wrong")).listDevices()
+            Issue.record("expected a failure")
+        } catch let error as TailscaleAPIError {
+            #expect(error.isCredentialRejected)
+            #expect(error.description.contains("API token invalid"))
+            #expect(!error.description.contains("tskey-api-wrong"), "secrets never appear in errors")
+        }
+    }
+
+    @Test func malformedBodyIsAnError() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.malformedBody))
+        do {
+            _ = try await makeClient(tailnet).listDevices()
+            Issue.record("expected a failure")
+        } catch let error as TailscaleAPIError {
+            guard case .malformed(let message) = error else { Issue.record("expected malformed, got \(error)"); return }
+            #expect(message.hasPrefix("GET /api/v2/tailnet/-/devices"))
+        }
+    }
+
+    @Test func connectionRefusedIsTransient() async throws {
+        let tailnet = try makeTailnet()
+        let client = makeClient(tailnet)
+        tailnet.stop()
+        do {
+            _ = try await client.listDevices()
+            Issue.record("expected a failure")
+        } catch let error as TailscaleAPIError {
+            guard case .transient = error else { Issue.record("expected transient, got \(error)"); return }
+        }
+    }
+
+    // MARK: OAuth
+
+    @Test func oauthMintsOnceAndReuses() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let client = makeClient(tailnet, credential: .oauth(clientID: tailnet.oauthClientID, clientSecret: tailnet.oauthClientSecret))
+        _ = try await client.listDevices()
+        _ = try await client.nameservers()
+        _ = try await client.splitDNS()
+        #expect(tailnet.requests.filter { $0.path == "/api/v2/oauth/token" }.count == 1)
+        let form = try #require(tailnet.requests.first { $0.path == "/api/v2/oauth/token" }?.body)
+        #expect(form.contains("client_id=\(tailnet.oauthClientID)"))
+        #expect(form.contains("grant_type=client_credentials"))
+    }
+
+    @Test func oauthRemintsOnceOn401() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let client = makeClient(tailnet, credential: .oauth(clientID: tailnet.oauthClientID, clientSecret: tailnet.oauthClientSecret))
+        _ = try await client.listDevices()
+        tailnet.revokeTokens()
+        _ = try await client.listDevices()
+        let paths = tailnet.requests.map { "\($0.path) \($0.status ?? 0)" }
+        #expect(paths == [
+            "/api/v2/oauth/token 200", "/api/v2/tailnet/-/devices 200",
+            "/api/v2/tailnet/-/devices 401", "/api/v2/oauth/token 200", "/api/v2/tailnet/-/devices 200",
+        ])
+    }
+
+    @Test func oauthPersistent401IsNotALoop() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let client = makeClient(tailnet, credential: .oauth(clientID: tailnet.oauthClientID, clientSecret: tailnet.oauthClientSecret))
+        tailnet.inject(.init(.status(401), path: "/devices"))
+        await #expect(throws: TailscaleAPIError.self) { try await client.listDevices() }
+        #expect(tailnet.requests.filter { $0.path.hasSuffix("/devices") }.count == 2, "one re-mint, then give up")
+    }
+
+    @Test func wrongOAuthSecretIsPermanent() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let client = makeClient(tailnet, credential: .oauth(clientID: tailnet.oauthClientID, clientSecret: "wrong"))
+        do {
+            _ = try await client.listDevices()
+            Issue.record("expected a failure")
+        } catch let error as TailscaleAPIError {
+            #expect(error == .permanent(status: 401, message: "POST /api/v2/oauth/token: invalid client credentials"))
+        }
+    }
+}
