@@ -7,6 +7,13 @@ import TSDNSTailscale
 
 @Suite("Reconcile runs against the simulated tailnet", .timeLimit(.minutes(1)))
 struct ReconcilerTests {
+    /// The first half of a run: read and plan, nothing applied yet.
+    func readAndPlan(_ reconciler: Reconciler) async throws -> (Plan, ResolverInventory) {
+        let snapshot = try await reconciler.read()
+        let inventory = reconciler.inventory(snapshot, onceRequest)
+        return (reconciler.plan(snapshot, inventory, onceRequest), inventory)
+    }
+
     @Test func onceAppliesThePlan() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
@@ -81,14 +88,12 @@ struct ReconcilerTests {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
         let reconciler = makeReconciler(tailnet)
-        let snapshot = try await reconciler.read()
-        let inventory = reconciler.inventory(snapshot, onceRequest)
-        let plan = reconciler.plan(snapshot, inventory, onceRequest)
+        let (plan, _) = try await readAndPlan(reconciler)
         #expect(plan.changed)
         tailnet.inject(.init(.status(500), path: "/dns/nameservers"))
         let applier = Applier(client: reconciler.client, logger: quietLogger, dryRun: false)
         await #expect(throws: TailscaleAPIError.self) {
-            try await applier.apply(plan) { target, current in plan.targets[0] }
+            try await applier.apply(plan) { _, _ in plan.targets[0] }
         }
         #expect(tailnet.mutatingRequests.isEmpty)
     }
@@ -97,9 +102,7 @@ struct ReconcilerTests {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
         let reconciler = makeReconciler(tailnet)
-        let snapshot = try await reconciler.read()
-        let inventory = reconciler.inventory(snapshot, onceRequest)
-        let plan = reconciler.plan(snapshot, inventory, onceRequest)
+        let (plan, inventory) = try await readAndPlan(reconciler)
         // Someone edits the list in the admin console between our read and our write.
         tailnet.setNameservers(["9.9.9.9", "100.64.0.2", "100.64.0.1"])
         let settings = Config().planSettings(mode: .sync, failureThreshold: 1)
