@@ -10,6 +10,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libcurl with typed wrappers around its variadic C API.
@@ -34,18 +38,32 @@ let package = Package(
         ),
         // Simulated tailnet: a real HTTP server on loopback with fault injection.
         .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore"]),
-        // Reconcile runs (read, plan, apply), config loading, demo.
+        // Reconcile runs (read, plan, apply), the loop and its controller, metrics, config
+        // loading, the RPC client for `ctl`, the demo.
         .target(
             name: "TSDNSRuntime",
             dependencies: [
-                "TSDNSCore", "TSDNSConfig", "TSDNSTailscale", "TSDNSSimulator",
+                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The RPC listener (CONTRACT §4) on Hummingbird, and the `run` service group.
+        .target(
+            name: "TSDNSServer",
+            dependencies: [
+                "TSDNSCore", "TSDNSRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "tsdns-reconcile",
             dependencies: [
-                "TSDNSRuntime", "TSDNSCore", "TSDNSConfig",
+                "TSDNSRuntime", "TSDNSServer", "TSDNSCore", "TSDNSConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -55,7 +73,10 @@ let package = Package(
         .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TSDNSIntegrationTests",
-            dependencies: ["TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator", "TSDNSRuntime"]
+            dependencies: [
+                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator", "TSDNSRuntime", "TSDNSServer",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
     ]
 )

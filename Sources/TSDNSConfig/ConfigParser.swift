@@ -80,10 +80,13 @@ private final class Reader {
 
     func yamlIssue(_ error: YamlError) -> ConfigIssue {
         switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _):
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
             return ConfigIssue(file: file, line: mark.line, path: "", message: "invalid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigIssue(file: file, line: context.mark.line, path: "", message: "invalid YAML: key \(duplicates.joined(separator: ", ")) appears twice")
         default:
-            return ConfigIssue(file: file, line: nil, path: "", message: "invalid YAML: \(error)")
+            let firstLine = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+            return ConfigIssue(file: file, line: nil, path: "", message: "invalid YAML: \(firstLine)")
         }
     }
 
@@ -241,7 +244,8 @@ private final class Reader {
                         fail(sequenceItem(node, index), path, "\"\(domain)\" is listed twice")
                     }
                 }
-                settings.splitDNS = domains
+                // DNS names are case-insensitive; one spelling keeps list lookups exact.
+                settings.splitDNS = domains.map { $0.lowercased() }
             }
         }
         if !settings.global && settings.splitDNS.isEmpty {

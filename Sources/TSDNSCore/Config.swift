@@ -116,6 +116,7 @@ public enum DurationText {
             rest = rest.dropFirst(unit.0.count)
             total += value * unit.1
         }
+        guard total * 1e9 < Double(Int64.max) else { return nil }
         return .nanoseconds(Int64((total * 1e9).rounded()))
     }
 

@@ -42,7 +42,8 @@ public struct ResolverInventory: Sendable {
         var owners: [IPAddress: Int] = [:]
         for (index, device) in devices.enumerated() {
             health[device.nodeId] = device.health(now: now, staleAfter: staleAfter)
-            for tag in device.hasAnyTag(resolverTags) {
+            // A device shared in from another tailnet carries that tailnet's tags, not ours.
+            for tag in device.hasAnyTag(resolverTags) where device.isExternal != true {
                 sources[device.nodeId, default: []].insert(tag)
             }
             for address in device.ipAddresses { owners[address] = index }
@@ -68,11 +69,19 @@ public struct ResolverInventory: Sendable {
         return max(1, failedChecks[device.nodeId] ?? 1)
     }
 
+    /// Tags first, then Kubernetes and RPC sources, each alphabetically: `tag:dns, kubernetes:...`.
+    public static func ordered(_ sources: Set<String>) -> [String] {
+        sources.sorted { a, b in
+            let (aTag, bTag) = (a.hasPrefix("tag:"), b.hasPrefix("tag:"))
+            return aTag != bTag ? aTag : a < b
+        }
+    }
+
     /// Devices that should be listed, with their sources, in a stable order.
     public var candidates: [(device: Device, sources: [String])] {
         devices.compactMap { device in
             guard let found = sources[device.nodeId] else { return nil }
-            return (device, found.sorted())
+            return (device, Self.ordered(found))
         }
     }
 }

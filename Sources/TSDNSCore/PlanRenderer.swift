@@ -30,7 +30,7 @@ public enum PlanRenderer {
     static func note(_ entry: PlanEntry) -> String {
         switch entry.action {
         case .add: return "healthy, \(entry.reason)"
-        case .blocked: return "kept: \(entry.ruleDescription ?? "safety") (\(entry.reason))"
+        case .blocked: return "kept: \(entry.ruleDescription ?? "safety")"
         default: return entry.reason
         }
     }

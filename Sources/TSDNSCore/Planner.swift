@@ -95,7 +95,6 @@ public enum Planner {
         })
         var entries: [PlanEntry] = []
         var listed = Set<IPAddress>()
-        var managedNow = 0
 
         for text in current {
             let address = IPAddress(text)
@@ -110,14 +109,12 @@ public enum Planner {
             }
             guard let device = inventory.owner(of: address) else {
                 if address.isTailscaleRange {
-                    managedNow += 1
                     entries.append(PlanEntry(action: .remove, address: text, reason: "no tailnet device has this address"))
                 } else {
                     entries.append(PlanEntry(action: .unmanaged, address: text, reason: "unmanaged"))
                 }
                 continue
             }
-            managedNow += 1
             entries.append(judge(text, device: device, inventory: inventory, settings: settings))
         }
 
@@ -137,7 +134,7 @@ public enum Planner {
         additions.sort { $0.0 < $1.0 }
         entries += additions.map(\.1)
 
-        applySafety(to: &entries, target: target, managedNow: managedNow, settings: settings)
+        applySafety(to: &entries, target: target, settings: settings)
         let desired = entries.filter { $0.action != .remove }.map(\.address)
         return TargetPlan(target: target, current: current, desired: desired, entries: entries)
     }
@@ -161,9 +158,14 @@ public enum Planner {
     }
 
     /// Holds back removals, in list order, that break a safety rule: at most `maxRemovals`;
-    /// no fewer than `minResolvers` managed entries where that many exist now; and the
-    /// global list never empty.
-    private static func applySafety(to entries: inout [PlanEntry], target: Target, managedNow: Int, settings: PlanSettings) {
+    /// no fewer than `minResolvers` managed resolvers (devices, not addresses: a device
+    /// listed by IPv4 and IPv6 is one resolver) where that many exist now; and the global
+    /// list never empty.
+    private static func applySafety(to entries: inout [PlanEntry], target: Target, settings: PlanSettings) {
+        func resolvers(_ actions: Set<PlanEntry.Action>) -> Int {
+            Set(entries.filter { actions.contains($0.action) }.map { $0.nodeId ?? "address \($0.address)" }).count
+        }
+        let managedNow = resolvers([.keep, .remove])
         var removals = entries.indices.filter { entries[$0].action == .remove }
         func block(_ index: Int, _ rule: SafetyRule) {
             entries[index].action = .blocked
@@ -178,9 +180,8 @@ public enum Planner {
             for index in removals[max(0, settings.maxRemovals)...] { block(index, .maxRemovals) }
             removals = Array(removals.prefix(max(0, settings.maxRemovals)))
         }
-        let additions = entries.filter { $0.action == .add }.count
         if managedNow >= settings.minResolvers {
-            while !removals.isEmpty && managedNow - removals.count + additions < settings.minResolvers {
+            while !removals.isEmpty && resolvers([.keep, .blocked, .add]) < settings.minResolvers {
                 block(removals.removeLast(), .minResolvers)
             }
         }

@@ -19,7 +19,7 @@ public final class HTTPClient: Sendable {
 
     /// Sends a request and collects the whole body.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let transfer = Transfer(request: request, options: options, onChunk: nil)
+        let transfer = Transfer(request: request, options: options, onChunk: nil, onHead: nil)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, Error>) in
                 let thread = Thread {
@@ -38,10 +38,12 @@ public final class HTTPClient: Sendable {
     public func stream(_ request: HTTPRequest) async throws -> (HTTPResponseHead, AsyncThrowingStream<Data, Error>) {
         let (body, bodyContinuation) = AsyncThrowingStream<Data, Error>.makeStream()
         let head = HeadSignal()
+        // The head is handed over as soon as the headers end: a watch with no events
+        // still gets its status at once.
         let transfer = Transfer(request: request, options: options, onChunk: { transfer, chunk in
             head.deliver(transfer.currentHead())
             bodyContinuation.yield(chunk)
-        })
+        }, onHead: { head.deliver($0) })
         bodyContinuation.onTermination = { _ in transfer.cancel() }
         let thread = Thread {
             let result = transfer.perform()
@@ -113,16 +115,18 @@ private final class Transfer: @unchecked Sendable {
     let request: HTTPRequest
     let options: HTTPClientOptions
     let onChunk: ChunkHandler?
+    let onHead: (@Sendable (HTTPResponseHead) -> Void)?
     private let cancelled = Atomic<Bool>(false)
     private var handle: UnsafeMutableRawPointer?
     private var status = 0
     private var headers: [String: String] = [:]
     private var body = Data()
 
-    init(request: HTTPRequest, options: HTTPClientOptions, onChunk: ChunkHandler?) {
+    init(request: HTTPRequest, options: HTTPClientOptions, onChunk: ChunkHandler?, onHead: (@Sendable (HTTPResponseHead) -> Void)?) {
         self.request = request
         self.options = options
         self.onChunk = onChunk
+        self.onHead = onHead
     }
 
     func cancel() { cancelled.store(true, ordering: .relaxed) }
@@ -164,7 +168,12 @@ private final class Transfer: @unchecked Sendable {
         _ = tsdns_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeout.milliseconds)
-        _ = tsdns_curl_setopt_long(curl, CURLOPT_TIMEOUT_MS, options.totalTimeout?.milliseconds ?? 0)
+        // 0 is "no limit" to curl, so a limit that has run out becomes 1 ms.
+        let limit = (request.timeout ?? options.totalTimeout).map { max(1, $0.milliseconds) } ?? 0
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_TIMEOUT_MS, limit)
+        // Only HTTP(S): a scheme-less URL is HTTPS, never silently plain text.
+        _ = tsdns_curl_setopt_string(curl, CURLOPT_PROTOCOLS_STR, "http,https")
+        _ = tsdns_curl_setopt_string(curl, CURLOPT_DEFAULT_PROTOCOL, "https")
         if let lowSpeedTime = options.lowSpeedTime {
             _ = tsdns_curl_setopt_long(curl, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
             _ = tsdns_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, max(1, lowSpeedTime.milliseconds / 1000))
@@ -221,6 +230,12 @@ private final class Transfer: @unchecked Sendable {
 
     private func receiveHeaderLine(_ line: String) {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.isEmpty {
+            // End of a header block; 1xx blocks are followed by the real response.
+            let head = currentHead()
+            if head.status >= 200 { onHead?(head) }
+            return
+        }
         if trimmed.hasPrefix("HTTP/") {
             headers = [:]  // a new response (after 100 Continue or a proxy CONNECT)
             return

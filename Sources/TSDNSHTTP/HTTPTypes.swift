@@ -15,12 +15,15 @@ public struct HTTPRequest: Sendable {
     public var url: String
     public var headers: [HTTPHeader]
     public var body: Data?
+    /// Overrides the client's `totalTimeout` for this request.
+    public var timeout: Duration?
 
-    public init(method: String = "GET", url: String, headers: [HTTPHeader] = [], body: Data? = nil) {
+    public init(method: String = "GET", url: String, headers: [HTTPHeader] = [], body: Data? = nil, timeout: Duration? = nil) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
+        self.timeout = timeout
     }
 }
 

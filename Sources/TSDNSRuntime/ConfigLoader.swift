@@ -87,6 +87,10 @@ public struct ConfigLoader: Sendable {
                 message: "no Tailscale credential: set tailscale.apiKeyFile or tailscale.oauth, or TAILSCALE_API_KEY or TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET"
             ))
         }
+        let environmentURL = nonEmpty("TAILSCALE_BASE_URL")
+        if config.tailscale.apiURL == nil, let url = environmentURL, !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
+            issues.append(ConfigIssue(file: path, line: nil, path: "tailscale.apiURL", message: "TAILSCALE_BASE_URL \"\(url)\" is not an http(s) URL"))
+        }
         if !issues.isEmpty { throw ConfigError(issues) }
         return ResolvedConfig(
             config: config,

@@ -68,7 +68,7 @@ public final class Reconciler: Sendable {
         let (readDevices, readGlobal, readSplit) = try await (devices, global, split)
         var lists: [Target: [String]] = [:]
         if let readGlobal { lists[.global] = readGlobal }
-        for domain in splitDomains { lists[.splitDNS(domain)] = readSplit?[domain] ?? [] }
+        for domain in splitDomains { lists[.splitDNS(domain)] = readSplit.map { splitEntry($0, domain).list } ?? [] }
         return TailnetSnapshot(devices: readDevices, lists: lists, readAt: now())
     }
 
@@ -84,22 +84,33 @@ public final class Reconciler: Sendable {
         )
     }
 
+    /// Plans every target. `safety.maxRemovals` is one allowance for the whole apply, used
+    /// up by the lists in order (global first).
     public func plan(_ snapshot: TailnetSnapshot, _ inventory: ResolverInventory, _ request: RunRequest) -> Plan {
-        let settings = config.planSettings(mode: request.mode, failureThreshold: request.failureThreshold)
-        let targets = config.resolvers.targets.map { target in
-            Planner.plan(target: target, current: snapshot.lists[target] ?? [], inventory: inventory, settings: settings)
+        var settings = config.planSettings(mode: request.mode, failureThreshold: request.failureThreshold)
+        let allowance = settings.maxRemovals
+        var targets: [TargetPlan] = []
+        for target in config.resolvers.targets {
+            settings.maxRemovals = max(0, allowance - targets.reduce(0) { $0 + $1.entries(.remove).count })
+            targets.append(Planner.plan(target: target, current: snapshot.lists[target] ?? [], inventory: inventory, settings: settings))
         }
         return Plan(tailnet: tailnet, mode: request.mode, dryRun: request.dryRun, targets: targets)
     }
 
-    public func run(_ request: RunRequest) async throws -> RunResult {
-        let snapshot = try await read()
+    /// Reads (unless given a fresh snapshot), plans and applies.
+    public func run(_ request: RunRequest, snapshot given: TailnetSnapshot? = nil) async throws -> RunResult {
+        let snapshot: TailnetSnapshot
+        if let given { snapshot = given } else { snapshot = try await read() }
         let inventory = inventory(snapshot, request)
         let plan = plan(snapshot, inventory, request)
         let settings = config.planSettings(mode: request.mode, failureThreshold: request.failureThreshold)
         let applier = Applier(client: client, logger: logger, dryRun: request.dryRun)
         let applied = try await applier.apply(plan) { target, current in
-            Planner.plan(target: target, current: current, inventory: inventory, settings: settings)
+            // A list planned again keeps what the other lists left of the allowance.
+            var adjusted = settings
+            let others = plan.targets.filter { $0.target != target }.reduce(0) { $0 + $1.entries(.remove).count }
+            adjusted.maxRemovals = max(0, settings.maxRemovals - others)
+            return Planner.plan(target: target, current: current, inventory: inventory, settings: adjusted)
         }
         return RunResult(plan: applied, snapshot: snapshot, inventory: inventory)
     }
@@ -126,7 +137,7 @@ struct Applier: Sendable {
             let fresh: [String]
             switch targets[index].target {
             case .global: fresh = freshGlobal ?? []
-            case .splitDNS(let domain): fresh = freshSplit?[domain] ?? []
+            case .splitDNS(let domain): fresh = freshSplit.map { splitEntry($0, domain).list } ?? []
             }
             if fresh != targets[index].current {
                 logger.notice("list changed since it was read; planning again", metadata: ["target": "\(targets[index].target)"])
@@ -146,7 +157,9 @@ struct Applier: Sendable {
         }
         var splitChanges: [String: [String]] = [:]
         for index in changed where targets[index].changed {
-            if case .splitDNS(let domain) = targets[index].target { splitChanges[domain] = targets[index].desired }
+            if case .splitDNS(let domain) = targets[index].target {
+                splitChanges[freshSplit.map { splitEntry($0, domain).key } ?? domain] = targets[index].desired
+            }
         }
         if !splitChanges.isEmpty {
             try await client.updateSplitDNS(splitChanges)
@@ -167,6 +180,14 @@ struct Applier: Sendable {
             "blocked": "\(target.entries(.blocked).map(\.address))",
         ])
     }
+}
+
+/// A domain's list in the split-DNS map, matched without regard to case (DNS names are
+/// case-insensitive), with the API's own spelling of the domain for writing back.
+func splitEntry(_ map: [String: [String]], _ domain: String) -> (key: String, list: [String]) {
+    if let list = map[domain] { return (domain, list) }
+    if let match = map.first(where: { $0.key.lowercased() == domain.lowercased() }) { return (match.key, match.value) }
+    return (domain, [])
 }
 
 public enum ApplyError: Error, CustomStringConvertible {

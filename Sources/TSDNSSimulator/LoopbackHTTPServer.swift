@@ -134,25 +134,26 @@ public final class LoopbackHTTPServer: Sendable {
 
     /// Stops accepting, and ends open connections (streams included).
     public func stop() {
-        let open: Set<Int32>? = state.withLock { state in
-            guard state.running else { return nil }
+        // Under the lock: a connection closes its descriptor under the same lock, so no
+        // descriptor number is shut down after it was closed and reused.
+        state.withLock { state in
+            guard state.running else { return }
             state.running = false
-            return state.connections
+            shutdown(listener, Int32(SHUT_RDWR))
+            for connection in state.connections { shutdown(connection, Int32(SHUT_RDWR)) }
         }
-        guard let open else { return }
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-        for connection in open { shutdown(connection, Int32(SHUT_RDWR)) }
     }
 
-    deinit { stop() }
-
     private func acceptLoop() {
+        // The accept loop owns the listening descriptor and closes it when it ends.
+        defer { close(listener) }
         while isRunning {
             let connection = accept(listener, nil, nil)
             if connection < 0 {
-                if errno == EINTR { continue }
-                return
+                if !isRunning { return }
+                // EINTR, ECONNABORTED, EMFILE...: transient; keep serving.
+                usleep(errno == EINTR ? 0 : 1000)
+                continue
             }
             let admitted = state.withLock { state -> Bool in
                 guard state.running else { return false }
@@ -165,8 +166,10 @@ public final class LoopbackHTTPServer: Sendable {
             }
             let thread = Thread { [self] in
                 serve(connection)
-                state.withLock { _ = $0.connections.remove(connection) }
-                close(connection)
+                state.withLock { state in
+                    state.connections.remove(connection)
+                    close(connection)
+                }
             }
             thread.name = "loopback-http-conn"
             thread.start()
@@ -218,7 +221,7 @@ public final class LoopbackHTTPServer: Sendable {
             headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
         var body = Data(buffer[headerEnd.upperBound...])
-        let expected = Int(headers["content-length"] ?? "0") ?? 0
+        guard let expected = Int(headers["content-length"] ?? "0"), expected >= 0, expected <= 16 << 20 else { return nil }
         while body.count < expected {
             guard let chunk = receive(connection) else { return nil }
             body.append(chunk)

@@ -94,6 +94,8 @@ public final class SimulatedTailnet: Sendable {
 
     public var baseURL: String { "http://127.0.0.1:\(port)" }
 
+    deinit { stop() }
+
     public func stop() {
         server.withLock { server in
             server?.stop()

@@ -86,15 +86,16 @@ public final class TailscaleClient: Sendable {
     // MARK: Endpoints
 
     public func listDevices() async throws -> [Device] {
-        struct Body: Decodable { var devices: [Device]? }
+        // Required: a body without the key is not an empty tailnet, it is a broken answer.
+        struct Body: Decodable { var devices: [Device] }
         let body: Body = try await call("GET", tailnetPath("devices"), what: "devices")
-        return body.devices ?? []
+        return body.devices
     }
 
     public func nameservers() async throws -> [String] {
-        struct Body: Decodable { var dns: [String]? }
+        struct Body: Decodable { var dns: [String] }
         let body: Body = try await call("GET", tailnetPath("dns/nameservers"), what: "nameservers")
-        return body.dns ?? []
+        return body.dns
     }
 
     /// Replaces the global list. Returns the list the API now holds.
@@ -137,10 +138,12 @@ public final class TailscaleClient: Sendable {
         }
     }
 
-    /// Sends with the current bearer token; a 401 with OAuth mints a new token once.
+    /// Sends with the current bearer token; a 401 with OAuth mints a new token once. The
+    /// whole call, token mint included, ends within the retry budget.
     private func perform(_ method: String, _ path: String, body: Data?) async throws -> Data {
-        let response = try await withRetries(remintOn401: auth.isOAuth) {
-            let token = try await self.auth.token { try await self.mintToken() }
+        let deadline = ContinuousClock.now + retry.budget
+        let response = try await withRetries(remintOn401: auth.isOAuth, deadline: deadline) {
+            let token = try await self.auth.token { try await self.mintToken(deadline: deadline) }
             var headers = [HTTPHeader("Authorization", "Bearer \(token)"), HTTPHeader("Accept", "application/json")]
             if body != nil { headers.append(HTTPHeader("Content-Type", "application/json")) }
             return HTTPRequest(method: method, url: self.baseURL + path, headers: headers, body: body)
@@ -148,7 +151,7 @@ public final class TailscaleClient: Sendable {
         return response.body
     }
 
-    private func mintToken() async throws -> (String, Duration) {
+    private func mintToken(deadline: ContinuousClock.Instant) async throws -> (String, Duration) {
         guard case .oauth(let clientID, let clientSecret) = auth.credential else {
             preconditionFailure("only OAuth credentials mint tokens")
         }
@@ -168,7 +171,7 @@ public final class TailscaleClient: Sendable {
             headers: [HTTPHeader("Content-Type", "application/x-www-form-urlencoded"), HTTPHeader("Accept", "application/json")],
             body: Data(encoded.utf8)
         )
-        let response = try await withRetries(remintOn401: false) { request }
+        let response = try await withRetries(remintOn401: false, deadline: deadline) { request }
         guard let body = try? JSONDecoder().decode(TokenBody.self, from: response.body) else {
             throw TailscaleAPIError.malformed("POST /api/v2/oauth/token: no access_token in the response")
         }
@@ -177,14 +180,18 @@ public final class TailscaleClient: Sendable {
 
     /// Transient failures (network, timeout, 408, 429, 5xx) back off and retry within the
     /// policy; other statuses fail at once with the API's message.
-    private func withRetries(remintOn401: Bool, _ makeRequest: () async throws -> HTTPRequest) async throws -> HTTPResponse {
+    private func withRetries(
+        remintOn401: Bool, deadline: ContinuousClock.Instant, _ makeRequest: () async throws -> HTTPRequest
+    ) async throws -> HTTPResponse {
         let clock = ContinuousClock()
-        let start = clock.now
         var reminted = false
         var attempt = 0
         while true {
             attempt += 1
-            let request = try await makeRequest()
+            var request = try await makeRequest()
+            // No attempt outlives the deadline.
+            let remaining = deadline - clock.now
+            request.timeout = min(http.options.totalTimeout ?? remaining, remaining)
             let what = "\(request.method) \(request.url.dropFirst(baseURL.count))"
             let failure: String
             var retryAfter: Duration?
@@ -197,7 +204,7 @@ public final class TailscaleClient: Sendable {
                 case 401 where remintOn401 && !reminted:
                     reminted = true
                     attempt -= 1
-                    await auth.invalidate()
+                    await auth.invalidate(ifCurrent: request.headers.first { $0.name == "Authorization" }?.value ?? "")
                     logger.notice("Tailscale API rejected the access token; minting a new one", metadata: ["request": "\(what)"])
                     continue
                 case 408, 429, 500..<600:
@@ -212,7 +219,7 @@ public final class TailscaleClient: Sendable {
                 failure = error.description
             }
             let wait = retryAfter ?? retry.delay(afterAttempt: attempt)
-            guard attempt < retry.maxAttempts, clock.now + wait < start + retry.budget else {
+            guard attempt < retry.maxAttempts, clock.now + wait + .milliseconds(100) < deadline else {
                 throw TailscaleAPIError.transient("\(failure) (gave up after \(attempt) attempts)")
             }
             logger.warning("Tailscale API request failed; retrying", metadata: [
@@ -233,7 +240,10 @@ func apiMessage(_ body: Data) -> String {
 
 /// `Retry-After` as seconds or as an HTTP date.
 func parseRetryAfter(_ value: String) -> Duration? {
-    if let seconds = Double(value.trimmingCharacters(in: .whitespaces)), seconds >= 0 { return .milliseconds(Int(seconds * 1000)) }
+    if let seconds = Double(value.trimmingCharacters(in: .whitespaces)) {
+        guard seconds.isFinite, seconds >= 0 else { return nil }
+        return .milliseconds(Int(min(seconds, 3600) * 1000))
+    }
     let formatter = DateFormatter()
     formatter.locale = Locale(identifier: "en_US_POSIX")
     formatter.timeZone = TimeZone(identifier: "GMT")
@@ -280,7 +290,8 @@ final class Authenticator: Sendable {
         }
     }
 
-    func invalidate() async { await cache.invalidate() }
+    /// Forgets the token only if it is the one the API rejected, so concurrent 401s mint once.
+    func invalidate(ifCurrent header: String) async { await cache.invalidate(ifCurrent: header) }
 }
 
 private actor TokenCache {
@@ -301,5 +312,7 @@ private actor TokenCache {
         return value
     }
 
-    func invalidate() { token = nil }
+    func invalidate(ifCurrent header: String) {
+        if let token, header == "Bearer \(token)" { self.token = nil }
+    }
 }

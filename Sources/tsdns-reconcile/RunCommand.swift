@@ -4,6 +4,7 @@ import Logging
 import TSDNSConfig
 import TSDNSCore
 import TSDNSRuntime
+import TSDNSServer
 import TSDNSTailscale
 
 extension OutputFormat: ExpressibleByArgument {}
@@ -30,10 +31,6 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = global.bootstrap()
-        guard once || dryRun else {
-            printError("run: the long-running loop is not available in this build yet; use --once or --dry-run")
-            throw ExitCode(64)
-        }
         let loader = ConfigLoader()
         let resolved: ResolvedConfig
         do {
@@ -44,6 +41,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         if resolved.config.healthcheck.probe == .dns {
             logger.warning("healthcheck.probe: dns is not implemented in this build; health comes from the control plane only")
+        }
+        guard once || dryRun else {
+            try await runLoop(resolved, logger: logger)
+            return
         }
         let client = TailscaleClient(
             baseURL: resolved.apiURL, tailnet: resolved.tailnet, credential: resolved.credential!,
@@ -60,5 +61,25 @@ struct RunCommand: AsyncParsableCommand {
         }
         print(PlanRenderer.render(result.plan, as: output), terminator: "")
         if dryRun && result.plan.changed { throw Exit.changesPending }
+    }
+
+    /// The long-running loop: until SIGTERM/SIGINT, then exit 0.
+    private func runLoop(_ resolved: ResolvedConfig, logger: Logger) async throws {
+        let daemon = try Daemon(
+            config: resolved.config, tailnet: resolved.tailnet, apiURL: resolved.apiURL,
+            credential: resolved.credential!, logger: logger
+        )
+        logger.info("tsdns-reconcile running", metadata: [
+            "healthcheck": "\(DurationText.format(resolved.config.healthcheck.interval))",
+            "sync": "\(DurationText.format(resolved.config.sync.interval))",
+            "rpc": "\(resolved.config.rpc.listen.isEmpty ? "disabled" : resolved.config.rpc.listen)",
+        ])
+        do {
+            try await daemon.run()
+        } catch {
+            logger.critical("stopped", metadata: ["error": "\(error)"])
+            throw Exit.failure
+        }
+        logger.info("stopped")
     }
 }

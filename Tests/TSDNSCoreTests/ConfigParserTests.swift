@@ -190,6 +190,23 @@ struct ConfigParserTests {
         #expect(found.first?.contains("invalid YAML") == true)
     }
 
+    @Test func hugeDurationIsAnErrorNotACrash() {
+        #expect(issues("sync:\n  interval: 99999999999h\n") == [#"config.yaml:2: sync.interval: "99999999999h" is not a duration (use Go style: 90s, 5m, 1h30m)"#])
+    }
+
+    @Test func duplicateKeyIsOneLineWithItsLine() {
+        let found = issues("sync:\n  interval: 5m\nsync:\n  interval: 6m\n")
+        #expect(found.count == 1)
+        #expect(found.first?.hasPrefix("config.yaml:") == true)
+        #expect(found.first?.contains("appears twice") == true)
+        #expect(found.first?.contains("\n") == false)
+    }
+
+    @Test func splitDomainsAreLowercased() throws {
+        let config = try ConfigParser.parse("resolvers:\n  target:\n    splitDNS: [Corp.Example.COM]\n", file: "c.yaml").config
+        #expect(config.resolvers.splitDNS == ["corp.example.com"])
+    }
+
     @Test func topLevelMustBeAMapping() {
         #expect(issues("- a\n- b\n") == ["config.yaml:1: must be a mapping"])
     }

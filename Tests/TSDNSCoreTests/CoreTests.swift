@@ -126,9 +126,9 @@ struct PlanRendererTests {
     @Test func textMatchesTheContract() {
         let expected = """
         target global (tailnet example.com)
-          + 100.64.0.7   dns-prod-2        healthy, kubernetes:prod/dns/coredns, tag:dns
+          + 100.64.0.7   dns-prod-2        healthy, tag:dns, kubernetes:prod/dns/coredns
           - 100.64.0.3   dns-old           not connected since 2026-11-26T10:00:00Z
-          ! 100.64.0.4   dns-b             kept: safety.maxRemovals=1 (not connected since 2026-11-26T10:00:00Z)
+          ! 100.64.0.4   dns-b             kept: safety.maxRemovals=1
           = 100.64.0.5   dns-prod-1
           · 1.1.1.1                        unmanaged
         2 changes: 1 to add, 1 to remove, 1 blocked
@@ -148,11 +148,12 @@ struct PlanRendererTests {
         let add = try #require((target["add"] as? [[String: Any]])?.first)
         #expect(add["address"] as? String == "100.64.0.7")
         #expect(add["node"] as? String == "dns-prod-2")
-        #expect(add["reason"] as? String == "kubernetes:prod/dns/coredns, tag:dns")
+        #expect(add["reason"] as? String == "tag:dns, kubernetes:prod/dns/coredns")
         let remove = try #require((target["remove"] as? [[String: Any]])?.first)
         #expect(remove["node"] as? String == "dns-old")
         let blocked = try #require((target["blocked"] as? [[String: Any]])?.first)
         #expect(blocked["reason"] as? String == "safety.maxRemovals")
+        #expect((blocked["detail"] as? String)?.hasPrefix("not connected since") == true)
     }
 
     @Test func jsonNodeIsNullWithoutADevice() throws {
@@ -175,7 +176,7 @@ struct PlanRendererTests {
     @Test func markdownIsATable() {
         let markdown = PlanRenderer.markdown(contractPlan())
         #expect(markdown.contains("### target global (tailnet example.com)"))
-        #expect(markdown.contains("| + | 100.64.0.7 | dns-prod-2 | healthy, kubernetes:prod/dns/coredns, tag:dns |"))
+        #expect(markdown.contains("| + | 100.64.0.7 | dns-prod-2 | healthy, tag:dns, kubernetes:prod/dns/coredns |"))
         #expect(markdown.contains("| · | 1.1.1.1 |  | unmanaged |"))
     }
 }

@@ -127,7 +127,7 @@ private let cases: [PlannerCase] = [
                 reason: "kubernetes:prod/dns/coredns"),
     PlannerCase(name: "sources are combined in the reason", current: [v4(1)], devices: [device(1), device(8)],
                 extraSources: ["node8": ["kubernetes:prod/dns/coredns"]], desired: [v4(1), v4(8)], added: [v4(8)],
-                reason: "kubernetes:prod/dns/coredns, tag:dns"),
+                reason: "tag:dns, kubernetes:prod/dns/coredns"),
     PlannerCase(name: "addressFamily ipv6 adds the IPv6 address", current: [v4(1)], devices: [device(1), device(7)],
                 settings: settings { $0.addressFamily = .ipv6 }, desired: [v4(1), v6(1), v6(7)], added: [v6(1), v6(7)]),
     PlannerCase(name: "addressFamily both: IPv4 before IPv6", current: [], devices: [device(7), device(3)],
@@ -159,6 +159,11 @@ private let cases: [PlannerCase] = [
                 devices: [device(1, .disconnected)], desired: [], removed: [v4(1)]),
     PlannerCase(name: "only change blocked: plan unchanged", current: [v4(1)], devices: [device(1, .disconnected)],
                 settings: settings { $0.minResolvers = 1 }, desired: [v4(1)], blocked: [v4(1): .minResolvers]),
+    PlannerCase(name: "minResolvers counts devices, not their addresses", current: [v4(1), v6(1), v4(2), v6(2)],
+                devices: [device(1), device(2, .disconnected)], settings: settings { $0.minResolvers = 2; $0.addressFamily = .both },
+                desired: [v4(1), v6(1), v6(2)], removed: [v4(2)], blocked: [v6(2): .minResolvers]),
+    PlannerCase(name: "device shared in from another tailnet is not added for its tag", current: [v4(1)],
+                devices: [device(1), { var d = device(7); d.isExternal = true; return d }()], desired: [v4(1)]),
     PlannerCase(name: "empty list and no resolvers: nothing to do", current: [], devices: [device(1, tags: nil)], desired: []),
 ]
 

@@ -143,6 +143,31 @@ struct BinaryTests {
         #expect(tailnet.mutatingRequests.isEmpty)
     }
 
+    @Test func persistentlyFailingWriteExitsOne() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.status(503), method: "POST", path: "/dns/nameservers"))
+        let dir = try ConfigDirectory(tailnet: tailnet)
+        defer { dir.remove() }
+        let result = try await Binary.run(["run", "--once", "--config", dir.config])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("HTTP 503"))
+        #expect(tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.2"])
+    }
+
+    @Test func schemelessBaseURLFromTheEnvironmentIsAConfigError() async throws {
+        let dir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("config.yaml")
+        try write("resolvers:\n  tags: [\"tag:dns\"]\n", to: config)
+        let result = try await Binary.run(
+            ["run", "--once", "--config", config.path],
+            environment: ["TAILSCALE_API_KEY": "tskey-api-x", "TAILSCALE_BASE_URL": "127.0.0.1:9"]
+        )
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("TAILSCALE_BASE_URL"))
+    }
+
     @Test func rejectedCredentialExitsOne() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }

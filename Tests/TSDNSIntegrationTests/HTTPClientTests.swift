@@ -88,6 +88,39 @@ struct HTTPClientTests {
         #expect(count == 3)
     }
 
+    @Test func streamHeadArrivesBeforeAnyBody() async throws {
+        let release = Mutex(false)
+        let server = try LoopbackHTTPServer { _ in
+            ServerResponse(status: 200) { writer in
+                // A quiet watch: no event until the client has its head.
+                while !release.withLock({ $0 }) && writer.isOpen { usleep(1000) }
+                writer.write(Data("event\n".utf8))
+            }
+        }
+        defer { server.stop() }
+        let (head, body) = try await HTTPClient(options: HTTPClientOptions(totalTimeout: nil)).stream(HTTPRequest(url: server.baseURL))
+        #expect(head.status == 200)
+        release.withLock { $0 = true }
+        var text = ""
+        for try await chunk in body { text += String(decoding: chunk, as: UTF8.self) }
+        #expect(text == "event\n")
+    }
+
+    @Test func schemelessURLIsNeverPlainHTTP() async throws {
+        let seen = Mutex(false)
+        let server = try LoopbackHTTPServer { _ in
+            seen.withLock { $0 = true }
+            return ServerResponse(status: 200)
+        }
+        defer { server.stop() }
+        // Without a scheme curl would guess http://; it must try TLS (and fail) instead.
+        let client = HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(1)))
+        await #expect(throws: HTTPClientError.self) {
+            try await client.send(HTTPRequest(url: "127.0.0.1:\(server.port)/", headers: [HTTPHeader("Authorization", "Bearer secret")]))
+        }
+        #expect(!seen.withLock { $0 }, "a plain-text request reached the server")
+    }
+
     @Test func streamReportsAnErrorStatusBeforeTheBody() async throws {
         let server = try LoopbackHTTPServer { _ in ServerResponse(status: 410, body: Data(#"{"reason":"Expired"}"#.utf8)) }
         defer { server.stop() }

@@ -84,6 +84,51 @@ struct ReconcilerTests {
         #expect(tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.2"])
     }
 
+    @Test(arguments: ["/dns/nameservers", "/devices"])
+    func answerWithoutItsListIsMalformedNotEmpty(_ path: String) async throws {
+        // A 200 with `{}` must never read as "no nameservers" or "no devices".
+        let server = try LoopbackHTTPServer { request in
+            .json(200, [String: String]())
+        }
+        defer { server.stop() }
+        let client = TailscaleClient(baseURL: server.baseURL, tailnet: "-", credential: .apiKey("k"), retry: fastRetry, logger: quietLogger)
+        do {
+            if path == "/devices" { _ = try await client.listDevices() } else { _ = try await client.nameservers() }
+            Issue.record("expected a failure")
+        } catch let error as TailscaleAPIError {
+            guard case .malformed = error else { Issue.record("expected malformed, got \(error)"); return }
+        }
+    }
+
+    @Test func maxRemovalsIsOneAllowanceForTheWholeApply() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.setDevices((1...4).map { SimulatedDevices.device($0, hostname: "dns-\($0)", connected: $0 == 1) })
+        tailnet.setNameservers(["100.64.0.1", "100.64.0.2", "100.64.0.3"])
+        tailnet.setSplitDNS(["corp.example.com": ["100.64.0.1", "100.64.0.4"]])
+        var config = Config()
+        config.resolvers.splitDNS = ["corp.example.com"]
+        config.safety.maxRemovals = 2
+        let result = try await makeReconciler(tailnet, config: config).run(onceRequest)
+        let removed = result.plan.targets.flatMap { $0.entries(.remove) }.count
+        let blocked = result.plan.targets.flatMap { $0.entries(.blocked) }
+        #expect(removed == 2)
+        #expect(blocked.map(\.rule) == [.maxRemovals])
+        #expect(tailnet.nameservers == ["100.64.0.1"])
+        #expect(tailnet.splitDNS == ["corp.example.com": ["100.64.0.1", "100.64.0.4"]])
+    }
+
+    @Test func splitDomainMatchesWhateverCaseTheAPIUses() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.setSplitDNS(["Corp.Example.com": ["10.9.9.9", "100.64.0.2"]])
+        var config = Config()
+        config.resolvers.global = false
+        config.resolvers.splitDNS = ["corp.example.com"]
+        _ = try await makeReconciler(tailnet, config: config).run(onceRequest)
+        #expect(tailnet.splitDNS == ["Corp.Example.com": ["10.9.9.9", "100.64.0.1", "100.64.0.3"]])
+    }
+
     @Test func failedReReadBeforeTheWriteWritesNothing() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }

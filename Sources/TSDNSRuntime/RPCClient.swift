@@ -1,0 +1,119 @@
+import Foundation
+import TSDNSHTTP
+
+/// The client side of the RPC API, for `tsdns-reconcile ctl` (and the demo).
+public struct RPCClient: Sendable {
+    public static let defaultServer = "http://127.0.0.1:8053"
+
+    public let server: String
+    private let token: String?
+    private let http: HTTPClient
+
+    public init(server: String, token: String?, timeout: Duration = .seconds(120)) {
+        var base = server
+        while base.hasSuffix("/") { base.removeLast() }
+        self.server = base
+        self.token = token
+        self.http = HTTPClient(options: HTTPClientOptions(totalTimeout: timeout))
+    }
+
+    public struct Answer: Sendable {
+        public var status: Int
+        public var body: Data
+
+        public var object: [String: Any]? {
+            (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
+        }
+    }
+
+    /// Sends one request; any 2xx is an answer, anything else a `CtlError` that says what to do.
+    public func call(_ method: String, _ path: String, body: [String: Any]? = nil) async throws -> Answer {
+        var headers = [HTTPHeader("Accept", "application/json")]
+        if let token { headers.append(HTTPHeader("Authorization", "Bearer \(token)")) }
+        var data: Data?
+        if let body {
+            data = try JSONSerialization.data(withJSONObject: body)
+            headers.append(HTTPHeader("Content-Type", "application/json"))
+        }
+        let response: HTTPResponse
+        do {
+            response = try await http.send(HTTPRequest(method: method, url: server + path, headers: headers, body: data))
+        } catch let error as HTTPClientError {
+            throw CtlError.unreachable(server: server, reason: error.description)
+        }
+        let answer = Answer(status: response.status, body: response.body)
+        guard (200..<300).contains(response.status) else {
+            let message = answer.object?["error"] as? String
+                ?? String(decoding: response.body.prefix(300), as: UTF8.self)
+            if response.status == 401 { throw CtlError.unauthorized(message) }
+            throw CtlError.server(status: response.status, message: message)
+        }
+        return answer
+    }
+}
+
+public enum CtlError: Error, CustomStringConvertible {
+    case unreachable(server: String, reason: String)
+    case unauthorized(String)
+    case server(status: Int, message: String)
+
+    public var description: String {
+        switch self {
+        case .unreachable(let server, let reason):
+            return "cannot reach tsdns-reconcile at \(server): \(reason)\n"
+                + "Is `tsdns-reconcile run` running there? Set the address with --server or $TSDNS_SERVER."
+        case .unauthorized(let message):
+            return "the server refused the token (\(message)); pass the RPC token file with --token-file or $TSDNS_TOKEN_FILE"
+        case .server(let status, let message):
+            return "the server answered HTTP \(status): \(message)"
+        }
+    }
+}
+
+/// `ctl status`: the inventory as a table an operator can read at a glance.
+public enum InventoryTable {
+    public static func render(_ inventory: [String: Any]) -> String {
+        var lines: [String] = []
+        for target in inventory["targets"] as? [[String: Any]] ?? [] {
+            let current = (target["current"] as? [String] ?? []).joined(separator: ", ")
+            lines.append("target \(target["target"] as? String ?? "?"): \(current.isEmpty ? "(empty)" : current)")
+        }
+        let resolvers = inventory["resolvers"] as? [[String: Any]] ?? []
+        var rows = [["ADDRESS", "NODE", "HEALTH", "LISTED", "SOURCES", "LAST SEEN"]]
+        for resolver in resolvers {
+            let healthy = resolver["healthy"] as? Bool ?? false
+            rows.append([
+                resolver["address"] as? String ?? "",
+                resolver["node"] as? String ?? "-",
+                healthy ? "healthy" : "unhealthy" + ((resolver["problem"] as? String).map { ": \($0)" } ?? ""),
+                (resolver["listed"] as? Bool ?? false) ? "yes" : "no",
+                (resolver["sources"] as? [String] ?? []).joined(separator: ", "),
+                resolver["lastSeen"] as? String ?? "-",
+            ])
+        }
+        lines.append("")
+        if resolvers.isEmpty {
+            lines.append("no resolvers known yet")
+        } else {
+            let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+            for row in rows {
+                let cells = row.enumerated().map { index, cell in
+                    index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+                }
+                lines.append(cells.joined())
+            }
+        }
+        let pending = inventory["pending"] as? [[String: Any]] ?? []
+        lines.append("")
+        lines.append("pending: " + (pending.isEmpty ? "none" : pending.map {
+            "\($0["node"] as? String ?? "?") (\($0["source"] as? String ?? "manual"), until \($0["expires"] as? String ?? "?"))"
+        }.joined(separator: "; ")))
+        let excluded = inventory["excluded"] as? [[String: Any]] ?? []
+        lines.append("excluded: " + (excluded.isEmpty ? "none" : excluded.map {
+            "\($0["node"] as? String ?? "?") (until \($0["until"] as? String ?? "?"))"
+        }.joined(separator: "; ")))
+        lines.append("last sync: \(inventory["lastSync"] as? String ?? "never"), last healthcheck: \(inventory["lastHealthcheck"] as? String ?? "never")")
+        if let error = inventory["lastError"] as? String { lines.append("last error: \(error)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

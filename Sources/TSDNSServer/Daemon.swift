@@ -1,0 +1,111 @@
+import Foundation
+import Synchronization
+import Hummingbird
+import Logging
+import Prometheus
+import ServiceLifecycle
+import TSDNSConfig
+import TSDNSCore
+import TSDNSRuntime
+import TSDNSTailscale
+
+/// `tsdns-reconcile run` without `--once`: the reconcile loop and the RPC listener in one
+/// ServiceGroup. On SIGTERM/SIGINT the loop stops first (a write in flight finishes), then
+/// the listener closes.
+public final class Daemon: Sendable {
+    public let controller: Controller
+    public let registry: PrometheusCollectorRegistry
+    private let group: ServiceGroup
+    private let listening: ListenSignal
+
+    /// - Parameters:
+    ///   - signals: whether SIGTERM/SIGINT stop it (the CLI) or only `shutdown()` (tests).
+    ///   - minimumGap: the least time between two event-triggered runs.
+    public init(
+        config: Config, tailnet: String, apiURL: String, credential: Credential,
+        logger: Logger, signals: Bool = true, retry: RetryPolicy = RetryPolicy(),
+        minimumGap: Duration = .milliseconds(200), maxRetryDelay: Duration = .seconds(3),
+        onRun: (@Sendable (Plan) -> Void)? = nil
+    ) throws {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = ReconcileMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let client = TailscaleClient(
+            baseURL: apiURL, tailnet: tailnet, credential: credential, retry: retry, logger: logger,
+            onResponse: { metrics.recordAPIResponse(api: "tailscale", code: $0) }
+        )
+        let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger)
+        let controller = Controller(reconciler: reconciler, metrics: metrics, logger: logger, minimumGap: minimumGap, onRun: onRun)
+        let listening = ListenSignal()
+        var services: [any Service] = []
+        if let address = ListenAddress(config.rpc.listen) {
+            let handler = RPCHandler(
+                controller: controller, registry: registry,
+                token: config.rpc.tokenFile.map(TokenFile.init), logger: logger
+            )
+            let app = Application(
+                responder: CallbackResponder<BasicRequestContext> { request, _ in await handler.respond(request) },
+                configuration: ApplicationConfiguration(address: .hostname(address.host, port: address.port), serverName: "tsdns-reconcile"),
+                onServerRunning: { channel in
+                    let port = channel.localAddress?.port ?? address.port
+                    logger.info("RPC listener ready", metadata: ["address": "\(address.host):\(port)"])
+                    listening.set(port)
+                },
+                logger: logger
+            )
+            services.append(app)
+        } else {
+            listening.set(nil)
+        }
+        // Graceful shutdown runs in reverse order: the loop first, then the listener.
+        services.append(ReconcileLoop(controller: controller, logger: logger, maxRetryDelay: maxRetryDelay))
+        var configuration = ServiceGroupConfiguration(
+            services: services,
+            gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [],
+            logger: logger
+        )
+        configuration.maximumGracefulShutdownDuration = .seconds(4)
+        self.group = ServiceGroup(configuration: configuration)
+        self.controller = controller
+        self.registry = registry
+        self.listening = listening
+    }
+
+    /// Runs until shut down. Never throws for API trouble: that is logged and retried.
+    public func run() async throws {
+        try await group.run()
+    }
+
+    /// The RPC listener's port once it is bound (nil when `rpc.listen` is "").
+    public func port() async -> Int? {
+        await listening.wait()
+    }
+
+    public func shutdown() async {
+        await group.triggerGracefulShutdown()
+    }
+}
+
+/// Hands the bound port to whoever waits for it.
+final class ListenSignal: Sendable {
+    private let state = Mutex<(port: Int??, waiters: [CheckedContinuation<Int?, Never>])>((nil, []))
+
+    func set(_ port: Int?) {
+        let waiters = state.withLock { state in
+            state.port = .some(port)
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    func wait() async -> Int? {
+        await withCheckedContinuation { continuation in
+            let ready: Int?? = state.withLock { state in
+                if let port = state.port { return .some(port) }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}

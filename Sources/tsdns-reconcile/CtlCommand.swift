@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import TSDNSRuntime
+
+/// `tsdns-reconcile ctl`: the operator's client for the RPC API of a running loop.
+struct CtlCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Talk to a running `tsdns-reconcile run` over its RPC API.",
+        subcommands: [Status.self, Sync.self, Healthcheck.self, Add.self, Remove.self]
+    )
+
+    enum Output: String, ExpressibleByArgument, CaseIterable {
+        case text, json
+    }
+
+    struct Options: ParsableArguments {
+        @OptionGroup var global: GlobalOptions
+
+        @Option(help: "RPC address (default: $TSDNS_SERVER, then http://127.0.0.1:8053).")
+        var server: String?
+
+        @Option(help: "File holding the RPC bearer token (default: $TSDNS_TOKEN_FILE).")
+        var tokenFile: String?
+
+        @Option(help: "text or json.")
+        var output: Output = .text
+
+        func client() throws -> RPCClient {
+            _ = global.bootstrap()
+            let environment = ProcessInfo.processInfo.environment
+            let server = server ?? environment["TSDNS_SERVER"].flatMap { $0.isEmpty ? nil : $0 } ?? RPCClient.defaultServer
+            var token: String?
+            if let path = tokenFile ?? environment["TSDNS_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    printError("ctl: cannot read the token file \(path)")
+                    throw Exit.configError
+                }
+                token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            return RPCClient(server: server, token: token)
+        }
+
+        /// Runs one call and prints its answer; failures print what to do and exit 1.
+        func perform(_ method: String, _ path: String, body: [String: Any]? = nil, text: (RPCClient.Answer) -> String) async throws {
+            let client = try client()
+            do {
+                let answer = try await client.call(method, path, body: body)
+                if output == .json {
+                    print(String(decoding: answer.body, as: UTF8.self))
+                } else {
+                    print(text(answer), terminator: "")
+                }
+            } catch let error as CtlError {
+                printError("ctl: \(error)")
+                throw Exit.failure
+            }
+        }
+    }
+
+    static func planText(_ answer: RPCClient.Answer) -> String {
+        answer.object?["text"] as? String ?? String(decoding: answer.body, as: UTF8.self) + "\n"
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the inventory: resolvers, health, pending, excluded.")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            try await options.perform("GET", "/v1/inventory") { InventoryTable.render($0.object ?? [:]) }
+        }
+    }
+
+    struct Sync: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a sync now and print its plan.")
+        @OptionGroup var options: Options
+        @Flag(help: "Plan only; write nothing.") var dryRun = false
+
+        func run() async throws {
+            try await options.perform("POST", "/v1/sync", body: ["dryRun": dryRun], text: CtlCommand.planText)
+        }
+    }
+
+    struct Healthcheck: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a healthcheck now and print its plan.")
+        @OptionGroup var options: Options
+        @Flag(help: "Plan only; write nothing.") var dryRun = false
+
+        func run() async throws {
+            try await options.perform("POST", "/v1/healthcheck", body: ["dryRun": dryRun], text: CtlCommand.planText)
+        }
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a resolver node (IP, hostname, MagicDNS name, nodeId or id).")
+        @OptionGroup var options: Options
+        @Argument(help: "The node.") var node: String
+        @Option(help: "Where the request comes from, e.g. kubernetes:prod/dns/coredns.") var source: String?
+
+        func run() async throws {
+            var body: [String: Any] = ["node": node]
+            if let source { body["source"] = source }
+            let node = node
+            try await options.perform("POST", "/v1/resolvers", body: body) { answer in
+                answer.status == 202
+                    ? "\(node) is pending: it is added once it is in the tailnet and healthy (retried until sync.pendingTTL)\n"
+                    : CtlCommand.planText(answer)
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a resolver node and keep it out (until added again or sync.exclusionTTL).")
+        @OptionGroup var options: Options
+        @Argument(help: "The node.") var node: String
+
+        func run() async throws {
+            let encoded = node.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? node
+            try await options.perform("DELETE", "/v1/resolvers/\(encoded)", text: CtlCommand.planText)
+        }
+    }
+}
