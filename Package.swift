@@ -39,11 +39,11 @@ let package = Package(
         // Simulated tailnet: a real HTTP server on loopback with fault injection.
         .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore"]),
         // Reconcile runs (read, plan, apply), the loop and its controller, metrics, config
-        // loading, the RPC client for `ctl`, the demo.
+        // loading, the RPC client for `ctl`.
         .target(
             name: "TSDNSRuntime",
             dependencies: [
-                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator",
+                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -60,16 +60,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `tsdns-reconcile demo`: the real loop against the simulated tailnet, narrated.
+        .target(
+            name: "TSDNSDemo",
+            dependencies: ["TSDNSCore", "TSDNSRuntime", "TSDNSServer", "TSDNSSimulator", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "tsdns-reconcile",
             dependencies: [
-                "TSDNSRuntime", "TSDNSServer", "TSDNSCore", "TSDNSConfig",
+                "TSDNSRuntime", "TSDNSServer", "TSDNSDemo", "TSDNSCore", "TSDNSConfig",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // `make bench`: measures the built binary against a large simulated tailnet.
-        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore"]),
+        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSRuntime"]),
         .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
         .testTarget(
             name: "TSDNSIntegrationTests",

@@ -74,9 +74,10 @@ public enum CtlError: Error, CustomStringConvertible {
 public enum InventoryTable {
     public static func render(_ inventory: [String: Any]) -> String {
         var lines: [String] = []
+        // `desired` is what the last run wrote (or found in place).
         for target in inventory["targets"] as? [[String: Any]] ?? [] {
-            let current = (target["current"] as? [String] ?? []).joined(separator: ", ")
-            lines.append("target \(target["target"] as? String ?? "?"): \(current.isEmpty ? "(empty)" : current)")
+            let list = (target["desired"] as? [String] ?? target["current"] as? [String] ?? []).joined(separator: ", ")
+            lines.append("target \(target["target"] as? String ?? "?"): \(list.isEmpty ? "(empty)" : list)")
         }
         let resolvers = inventory["resolvers"] as? [[String: Any]] ?? []
         var rows = [["ADDRESS", "NODE", "HEALTH", "LISTED", "SOURCES", "LAST SEEN"]]

@@ -40,6 +40,8 @@ public final class SimulatedTailnet: Sendable {
         public var path: String
         public var status: Int?
         public var body: String
+        /// When the request arrived.
+        public var at: ContinuousClock.Instant = .now
 
         /// Writes to the tailnet's configuration (the OAuth token exchange is not one).
         public var isMutating: Bool { method != "GET" && !path.hasSuffix("/oauth/token") }
@@ -60,6 +62,8 @@ public final class SimulatedTailnet: Sendable {
         var tokens: [String: ContinuousClock.Instant] = [:]
         var tokenCounter = 0
         var tokenLifetime: Duration
+        var mutationsInFlight = 0
+        var mostMutationsAtOnce = 0
     }
 
     public let tailnetName: String
@@ -111,6 +115,8 @@ public final class SimulatedTailnet: Sendable {
     public var splitDNS: [String: [String]] { state.withLock { $0.splitDNS } }
     public var requests: [LoggedRequest] { state.withLock { $0.log } }
     public var mutatingRequests: [LoggedRequest] { requests.filter(\.isMutating) }
+    /// The most writes ever in progress at the same moment (1 when writes are serialized).
+    public var mostConcurrentWrites: Int { state.withLock { $0.mostMutationsAtOnce } }
 
     public func setDevices(_ devices: [Device]) { state.withLock { $0.devices = devices } }
     public func addDevice(_ device: Device) { state.withLock { $0.devices.append(device) } }
@@ -139,8 +145,13 @@ public final class SimulatedTailnet: Sendable {
     // MARK: HTTP
 
     private func handle(_ request: ServerRequest) -> ServerResponse {
+        let logged = LoggedRequest(method: request.method, path: request.path, status: nil, body: String(decoding: request.body, as: UTF8.self))
         let fault: Fault.Kind? = state.withLock { state in
-            state.log.append(LoggedRequest(method: request.method, path: request.path, status: nil, body: String(decoding: request.body, as: UTF8.self)))
+            state.log.append(logged)
+            if logged.isMutating {
+                state.mutationsInFlight += 1
+                state.mostMutationsAtOnce = max(state.mostMutationsAtOnce, state.mutationsInFlight)
+            }
             guard let index = state.faults.firstIndex(where: { fault in
                 (fault.method == nil || fault.method == request.method)
                     && (fault.path.map { request.path.contains($0) } ?? request.path.hasPrefix("/api/v2/"))
@@ -170,8 +181,14 @@ public final class SimulatedTailnet: Sendable {
             response = route(request)
         }
         let status = response.fault == .dropConnection ? nil : response.status
+        // A delayed answer is still in progress until it is sent: count it as in flight.
+        if let delay = response.delay {
+            Thread.sleep(forTimeInterval: delay.seconds)
+            response.delay = nil
+        }
         state.withLock { state in
             if let last = state.log.lastIndex(where: { $0.path == request.path && $0.status == nil }) { state.log[last].status = status }
+            if logged.isMutating { state.mutationsInFlight -= 1 }
         }
         return response
     }

@@ -14,38 +14,47 @@ struct CtlCommand: AsyncParsableCommand {
         case text, json
     }
 
+    /// Accepted before the subcommand (`ctl --server URL status`) or after it.
     struct Options: ParsableArguments {
-        @OptionGroup var global: GlobalOptions
-
         @Option(help: "RPC address (default: $TSDNS_SERVER, then http://127.0.0.1:8053).")
         var server: String?
 
         @Option(help: "File holding the RPC bearer token (default: $TSDNS_TOKEN_FILE).")
         var tokenFile: String?
 
-        @Option(help: "text or json.")
-        var output: Output = .text
+        @Option(help: "text or json (default: text).")
+        var output: Output?
+    }
 
-        func client() throws -> RPCClient {
-            _ = global.bootstrap()
+    @OptionGroup var options: Options
+
+    /// What every ctl subcommand has: its own options, ctl's, and the global ones.
+    struct Leaf: ParsableArguments {
+        @OptionGroup var options: Options
+        @OptionGroup var global: GlobalOptions
+
+        /// Runs one call and prints its answer; failures print what to do and exit 1.
+        func perform(
+            _ root: TSDNSReconcile, _ ctl: CtlCommand, _ method: String, _ path: String, body: [String: Any]? = nil,
+            text: (RPCClient.Answer) -> String
+        ) async throws {
+            _ = global.bootstrap(root)
             let environment = ProcessInfo.processInfo.environment
-            let server = server ?? environment["TSDNS_SERVER"].flatMap { $0.isEmpty ? nil : $0 } ?? RPCClient.defaultServer
+            func setting(_ value: String?, _ variable: String) -> String? {
+                value ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+            }
+            let server = setting(options.server ?? ctl.options.server, "TSDNS_SERVER") ?? RPCClient.defaultServer
             var token: String?
-            if let path = tokenFile ?? environment["TSDNS_TOKEN_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            if let path = setting(options.tokenFile ?? ctl.options.tokenFile, "TSDNS_TOKEN_FILE") {
                 guard let data = FileManager.default.contents(atPath: path) else {
                     printError("ctl: cannot read the token file \(path)")
                     throw Exit.configError
                 }
                 token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
-            return RPCClient(server: server, token: token)
-        }
-
-        /// Runs one call and prints its answer; failures print what to do and exit 1.
-        func perform(_ method: String, _ path: String, body: [String: Any]? = nil, text: (RPCClient.Answer) -> String) async throws {
-            let client = try client()
+            let output = options.output ?? ctl.options.output ?? .text
             do {
-                let answer = try await client.call(method, path, body: body)
+                let answer = try await RPCClient(server: server, token: token).call(method, path, body: body)
                 if output == .json {
                     print(String(decoding: answer.body, as: UTF8.self))
                 } else {
@@ -64,36 +73,44 @@ struct CtlCommand: AsyncParsableCommand {
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the inventory: resolvers, health, pending, excluded.")
-        @OptionGroup var options: Options
+        @OptionGroup var leaf: Leaf
+        @ParentCommand var ctl: CtlCommand
+        @ParentCommand var root: TSDNSReconcile
 
         func run() async throws {
-            try await options.perform("GET", "/v1/inventory") { InventoryTable.render($0.object ?? [:]) }
+            try await leaf.perform(root, ctl, "GET", "/v1/inventory") { InventoryTable.render($0.object ?? [:]) }
         }
     }
 
     struct Sync: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a sync now and print its plan.")
-        @OptionGroup var options: Options
+        @OptionGroup var leaf: Leaf
+        @ParentCommand var ctl: CtlCommand
+        @ParentCommand var root: TSDNSReconcile
         @Flag(help: "Plan only; write nothing.") var dryRun = false
 
         func run() async throws {
-            try await options.perform("POST", "/v1/sync", body: ["dryRun": dryRun], text: CtlCommand.planText)
+            try await leaf.perform(root, ctl, "POST", "/v1/sync", body: ["dryRun": dryRun], text: CtlCommand.planText)
         }
     }
 
     struct Healthcheck: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a healthcheck now and print its plan.")
-        @OptionGroup var options: Options
+        @OptionGroup var leaf: Leaf
+        @ParentCommand var ctl: CtlCommand
+        @ParentCommand var root: TSDNSReconcile
         @Flag(help: "Plan only; write nothing.") var dryRun = false
 
         func run() async throws {
-            try await options.perform("POST", "/v1/healthcheck", body: ["dryRun": dryRun], text: CtlCommand.planText)
+            try await leaf.perform(root, ctl, "POST", "/v1/healthcheck", body: ["dryRun": dryRun], text: CtlCommand.planText)
         }
     }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a resolver node (IP, hostname, MagicDNS name, nodeId or id).")
-        @OptionGroup var options: Options
+        @OptionGroup var leaf: Leaf
+        @ParentCommand var ctl: CtlCommand
+        @ParentCommand var root: TSDNSReconcile
         @Argument(help: "The node.") var node: String
         @Option(help: "Where the request comes from, e.g. kubernetes:prod/dns/coredns.") var source: String?
 
@@ -101,7 +118,7 @@ struct CtlCommand: AsyncParsableCommand {
             var body: [String: Any] = ["node": node]
             if let source { body["source"] = source }
             let node = node
-            try await options.perform("POST", "/v1/resolvers", body: body) { answer in
+            try await leaf.perform(root, ctl, "POST", "/v1/resolvers", body: body) { answer in
                 answer.status == 202
                     ? "\(node) is pending: it is added once it is in the tailnet and healthy (retried until sync.pendingTTL)\n"
                     : CtlCommand.planText(answer)
@@ -111,12 +128,14 @@ struct CtlCommand: AsyncParsableCommand {
 
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a resolver node and keep it out (until added again or sync.exclusionTTL).")
-        @OptionGroup var options: Options
+        @OptionGroup var leaf: Leaf
+        @ParentCommand var ctl: CtlCommand
+        @ParentCommand var root: TSDNSReconcile
         @Argument(help: "The node.") var node: String
 
         func run() async throws {
             let encoded = node.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? node
-            try await options.perform("DELETE", "/v1/resolvers/\(encoded)", text: CtlCommand.planText)
+            try await leaf.perform(root, ctl, "DELETE", "/v1/resolvers/\(encoded)", text: CtlCommand.planText)
         }
     }
 }

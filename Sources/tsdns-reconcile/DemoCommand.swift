@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import TSDNSRuntime
+import TSDNSDemo
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,6 +9,7 @@ struct DemoCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var root: TSDNSReconcile
 
     @Option(help: "Upper bound on the demo's running time, in seconds.")
     var seconds: Int = 20
@@ -18,19 +19,11 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = global.bootstrap()
-        let demo = Demo(logger: logger) { text in
+        // The story is on standard output; only warnings interrupt it unless asked otherwise.
+        let logger = global.bootstrap(root, defaultLevel: .warning)
+        let demo = Demo(logger: logger, limit: .seconds(seconds)) { text in
             FileHandle.standardOutput.write(Data(text.utf8))
         }
-        let limit = seconds
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await demo.run() }
-            group.addTask {
-                try await Task.sleep(for: .seconds(limit))
-                throw CancellationError()
-            }
-            try await group.next()
-            group.cancelAll()
-        }
+        try await demo.run()
     }
 }

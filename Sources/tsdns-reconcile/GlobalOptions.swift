@@ -8,18 +8,19 @@ enum LogFormat: String, ExpressibleByArgument, CaseIterable {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// `--log-level` and `--log-format`, on every subcommand. Logs go to standard error;
-/// standard output carries only the command's result.
+/// `--log-level` and `--log-format`, accepted before the subcommand or after it. Logs go to
+/// standard error; standard output carries only the command's result.
 struct GlobalOptions: ParsableArguments {
-    @Option(help: "trace, debug, info, notice, warning or error.")
-    var logLevel: Logger.Level = .info
+    @Option(help: "trace, debug, info, notice, warning or error (default: info).")
+    var logLevel: Logger.Level?
 
-    @Option(help: "text or json (one JSON object per line).")
-    var logFormat: LogFormat = .text
+    @Option(help: "text or json, one JSON object per line (default: text).")
+    var logFormat: LogFormat?
 
-    func bootstrap() -> Logger {
-        let level = logLevel
-        let format = logFormat
+    /// Bootstraps logging once; a value given after the subcommand wins over one before it.
+    func bootstrap(_ root: TSDNSReconcile, defaultLevel: Logger.Level = .info) -> Logger {
+        let level = logLevel ?? root.global.logLevel ?? defaultLevel
+        let format = logFormat ?? root.global.logFormat ?? .text
         LoggingSystem.bootstrap { label in
             var handler: LogHandler = format == .json ? JSONLogHandler(label: label) : TextLogHandler(label: label)
             handler.logLevel = level

@@ -16,6 +16,7 @@ struct RunCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var root: TSDNSReconcile
 
     @Option(help: "Config file (default: $TSDNS_CONFIG, then /etc/tsdns-reconcile/config.yaml).")
     var config: String?
@@ -30,7 +31,7 @@ struct RunCommand: AsyncParsableCommand {
     var output: OutputFormat = .text
 
     func run() async throws {
-        let logger = global.bootstrap()
+        let logger = global.bootstrap(root)
         let loader = ConfigLoader()
         let resolved: ResolvedConfig
         do {
@@ -65,6 +66,13 @@ struct RunCommand: AsyncParsableCommand {
 
     /// The long-running loop: until SIGTERM/SIGINT, then exit 0.
     private func runLoop(_ resolved: ResolvedConfig, logger: Logger) async throws {
+        // A parent (a container runtime, a test harness) may have left SIGTERM/SIGINT
+        // blocked; the graceful stop depends on receiving them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         let daemon = try Daemon(
             config: resolved.config, tailnet: resolved.tailnet, apiURL: resolved.apiURL,
             credential: resolved.credential!, logger: logger

@@ -7,4 +7,6 @@ struct TSDNSReconcile: AsyncParsableCommand {
         abstract: "Keeps a tailnet's DNS nameserver lists equal to its healthy resolver nodes.",
         subcommands: [RunCommand.self, ValidateCommand.self, CtlCommand.self, DemoCommand.self]
     )
+
+    @OptionGroup var global: GlobalOptions
 }

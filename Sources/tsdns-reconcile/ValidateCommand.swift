@@ -8,12 +8,13 @@ struct ValidateCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @ParentCommand var root: TSDNSReconcile
 
     @Option(help: "Config file (default: $TSDNS_CONFIG, then /etc/tsdns-reconcile/config.yaml).")
     var config: String?
 
     func run() async throws {
-        _ = global.bootstrap()
+        _ = global.bootstrap(root)
         let loader = ConfigLoader()
         do {
             _ = try loader.load(path: loader.path(config), for: .validate)

@@ -259,8 +259,18 @@ struct BinaryTests {
     @Test func demoExitsZero() async throws {
         let result = try await Binary.run(["demo", "--seconds", "30"])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.contains("+ 100.64.0.7"))
-        #expect(result.stdout.contains("writes so far: 0"))
+        #expect(result.stdout.contains("- 100.64.0.2   dns-prod-2        not connected since"))
+        #expect(result.stdout.contains("+ 100.64.0.3   dns-prod-3        healthy, tag:dns"))
+        #expect(result.stdout.contains("HTTP 202 {\"status\":\"pending\"}"))
+        #expect(result.stdout.contains("+ 100.64.0.10   coredns-prod      healthy, kubernetes:prod/dns/coredns"))
+        #expect(result.stdout.contains("excluded: dns-prod-1"))
+        #expect(!result.stdout.contains("time is up"))
+    }
+
+    @Test func demoStopsAtItsTimeLimitAndStillExitsZero() async throws {
+        let result = try await Binary.run(["demo", "--seconds", "1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("time is up"))
     }
 
     @Test func jsonLogs() async throws {

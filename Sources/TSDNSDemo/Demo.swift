@@ -1,0 +1,118 @@
+import Foundation
+import Logging
+import TSDNSCore
+import TSDNSRuntime
+import TSDNSServer
+import TSDNSSimulator
+
+/// `tsdns-reconcile demo`: the real loop, with its RPC listener, against a simulated tailnet,
+/// and a story a newcomer can follow: a resolver dies, a new one joins, an RPC add waits for
+/// its node, an RPC remove keeps a node out. Every wait is for something the loop does.
+public struct Demo: Sendable {
+    public var write: @Sendable (String) -> Void
+    public var logger: Logger
+    public var limit: Duration
+
+    public init(logger: Logger, limit: Duration, write: @escaping @Sendable (String) -> Void) {
+        self.logger = logger
+        self.limit = limit
+        self.write = write
+    }
+
+    public func run() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + limit
+        let tailnet = try SimulatedTailnet(tailnet: "demo.example.com")
+        defer { tailnet.stop() }
+        let prod1 = SimulatedDevices.device(1, hostname: "dns-prod-1")
+        let prod2 = SimulatedDevices.device(2, hostname: "dns-prod-2")
+        let prod3 = SimulatedDevices.device(3, hostname: "dns-prod-3")
+        let coredns = SimulatedDevices.device(10, hostname: "coredns-prod", tags: nil)
+        tailnet.setDevices([prod1, prod2, SimulatedDevices.device(20, hostname: "laptop", tags: nil)])
+        tailnet.setNameservers(["1.1.1.1", prod1.addresses[0], prod2.addresses[0]])
+
+        var config = Config()
+        config.healthcheck.interval = .seconds(1)
+        config.sync.interval = .seconds(3)
+        config.sync.pendingTTL = .seconds(30)
+        config.rpc.listen = "127.0.0.1:0"
+        let write = self.write
+        let elapsed = { @Sendable () -> String in
+            let seconds = (clock.now - start).seconds
+            return String(format: "[%5.1fs]", seconds)
+        }
+        let daemon = try Daemon(
+            config: config, tailnet: tailnet.tailnetName, apiURL: tailnet.baseURL, credential: .apiKey(tailnet.apiKey),
+            logger: logger, signals: false,
+            onRun: { plan in
+                guard plan.changed else { return }
+                write("\(elapsed()) the loop applied a \(plan.mode.rawValue):\n" + PlanRenderer.text(plan).indented + "\n")
+            }
+        )
+        let running = Task { try await daemon.run() }
+        defer { running.cancel() }
+        guard let port = await daemon.port() else { return }
+        let rpc = RPCClient(server: "http://127.0.0.1:\(port)", token: nil)
+
+        write("""
+        A simulated tailnet serves the Tailscale API on \(tailnet.baseURL); the real loop runs
+        against it with a healthcheck every 1s and a sync every 3s, and its RPC API listens on
+        http://127.0.0.1:\(port). Global nameservers: \(tailnet.nameservers.joined(separator: ", "))
+
+
+        """)
+
+        func until(_ what: String, _ condition: () -> Bool) async throws -> Bool {
+            while clock.now < deadline {
+                if condition() { return true }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            write("\(elapsed()) time is up (--seconds) while waiting until \(what)\n")
+            return false
+        }
+        func show(_ step: String) { write("\(elapsed()) \(step)\n") }
+        func listed(_ device: Device) -> Bool { tailnet.nameservers.contains(device.addresses[0]) }
+
+        story: do {
+            guard try await until("the loop is ready", { tailnet.requests.count >= 2 }) else { break story }
+
+            show("1. dns-prod-2 loses its connection to the control plane.")
+            tailnet.updateDevice(nodeId: prod2.nodeId) { $0.connectedToControl = false }
+            guard try await until("dns-prod-2 is removed", { !listed(prod2) }) else { break story }
+            show("   → removed by the next healthcheck.\n")
+
+            show("2. A new resolver, dns-prod-3 (tag:dns), joins the tailnet.")
+            tailnet.addDevice(prod3)
+            guard try await until("dns-prod-3 is added", { listed(prod3) }) else { break story }
+            show("   → added by the next sync (a healthcheck never adds).\n")
+
+            show("3. The Kubernetes watcher reports coredns-prod, whose node has not registered yet:")
+            show("   POST /v1/resolvers {\"node\": \"coredns-prod\", \"source\": \"kubernetes:prod/dns/coredns\"}")
+            let answer = try await rpc.call("POST", "/v1/resolvers", body: ["node": "coredns-prod", "source": "kubernetes:prod/dns/coredns"])
+            show("   → HTTP \(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
+            try await Task.sleep(for: .milliseconds(1500))
+            show("   The node registers and connects.")
+            tailnet.addDevice(coredns)
+            guard try await until("coredns-prod is added", { listed(coredns) }) else { break story }
+            show("   → pending, then healthy, then added.\n")
+
+            show("4. An operator takes dns-prod-1 out: DELETE /v1/resolvers/dns-prod-1")
+            let removed = try await rpc.call("DELETE", "/v1/resolvers/dns-prod-1")
+            show("   → HTTP \(removed.status); it stays excluded until re-added, gone, or sync.exclusionTTL.\n")
+
+            let inventory = try await rpc.call("GET", "/v1/inventory")
+            show("What `tsdns-reconcile ctl status` shows now:\n")
+            write(InventoryTable.render(inventory.object ?? [:]).indented + "\n")
+            show("Global nameservers: \(tailnet.nameservers.joined(separator: ", ")) — 1.1.1.1 never moved.")
+        }
+        await daemon.shutdown()
+        _ = try? await running.value
+    }
+}
+
+extension String {
+    var indented: String {
+        split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "    " + $0 }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import TSDNSCore
+import TSDNSSimulator
+
+/// `run --dry-run` and `run --once` against 10,000 devices: wall time, peak RSS, requests.
+func onceBenchmark(binary: String) throws {
+    let deviceCount = 10_000
+    let resolverCount = 20
+    let runs = 5
+
+    let tailnet = try SimulatedTailnet()
+    var devices: [Device] = []
+    for n in 1...deviceCount {
+        let isResolver = n <= resolverCount
+        devices.append(SimulatedDevices.device(n, hostname: isResolver ? "dns-\(n)" : "host-\(n)", tags: isResolver ? ["tag:dns"] : nil))
+    }
+    tailnet.setDevices(devices)
+    let listed = devices.prefix(resolverCount).map { $0.addresses[0] }
+    tailnet.setNameservers(["1.1.1.1"] + listed)
+
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tsdns-bench-\(getpid())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let keyFile = directory.appendingPathComponent("api-key")
+    try tailnet.apiKey.write(to: keyFile, atomically: true, encoding: .utf8)
+    let config = directory.appendingPathComponent("config.yaml")
+    try """
+    tailscale:
+      apiURL: \(tailnet.baseURL)
+      apiKeyFile: \(keyFile.path)
+    """.write(to: config, atomically: true, encoding: .utf8)
+
+    print("tsdns-bench: \(binary)")
+    print("simulated tailnet: \(deviceCount) devices, \(resolverCount) tagged resolvers, all listed (idle)")
+
+    if FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") {
+        let fetch = measure("/usr/bin/curl", ["-s", "-o", "/dev/null", "-H", "Authorization: Bearer \(tailnet.apiKey)", tailnet.baseURL + "/api/v2/tailnet/-/devices"])
+        print(String(format: "simulator alone (curl GET devices): %.3f s", fetch.seconds))
+    }
+
+    // Warm-up: page cache and the simulator's first JSON encoding.
+    _ = measure(binary, ["run", "--dry-run", "--config", config.path])
+
+    var dryRuns: [Measurement] = []
+    for _ in 0..<runs { dryRuns.append(measure(binary, ["run", "--dry-run", "--config", config.path])) }
+    let dryWall = dryRuns.map(\.seconds)
+    let dryRSS = dryRuns.map { Double($0.peakRSSKiB) / 1024 }
+    print(String(format: "run --dry-run (idle):  wall median %.3f s (min %.3f, max %.3f), peak RSS median %.1f MiB (max %.1f), exit %d",
+                 median(dryWall), dryWall.min()!, dryWall.max()!, median(dryRSS), dryRSS.max()!, dryRuns[0].status))
+
+    tailnet.clearLog()
+    let idle = measure(binary, ["run", "--once", "--config", config.path])
+    let requests = tailnet.requests
+    let devicesGETs = requests.filter { $0.method == "GET" && $0.path.hasSuffix("/devices") }.count
+    let listGETs = requests.filter { $0.method == "GET" && !$0.path.hasSuffix("/devices") }.count
+    print(String(format: "run --once (idle):     wall %.3f s, peak RSS %.1f MiB, exit %d", idle.seconds, Double(idle.peakRSSKiB) / 1024, idle.status))
+    print("  API requests: \(requests.count) total = \(devicesGETs) devices GET + \(listGETs) nameserver-list GET + \(tailnet.mutatingRequests.count) writes")
+
+    // One resolver goes down: a run with a real change, for comparison.
+    tailnet.updateDevice(nodeId: devices[0].nodeId) { $0.connectedToControl = false }
+    tailnet.clearLog()
+    let changed = measure(binary, ["run", "--once", "--config", config.path])
+    print(String(format: "run --once (1 removal): wall %.3f s, peak RSS %.1f MiB, exit %d, %d requests (%d writes)",
+                 changed.seconds, Double(changed.peakRSSKiB) / 1024, changed.status, tailnet.requests.count, tailnet.mutatingRequests.count))
+    tailnet.stop()
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Testing
+import TSDNSSimulator
+
+/// `tsdns-reconcile run` (the loop) started as a process; its RPC port is read from its log.
+final class RunningBinary: @unchecked Sendable {
+    let process = Process()
+    let directory: URL
+    var stderrPath: String { directory.appendingPathComponent("stderr").path }
+    private(set) var port = 0
+
+    init(config: String, environment: [String: String] = [:]) throws {
+        directory = try scratchDirectory()
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: Binary.path)
+        process.arguments = ["run", "--config", config, "--log-level", "debug"]
+        process.environment = ["PATH": "/usr/bin:/bin", "HOME": directory.path].merging(environment) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+    }
+
+    var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func start() async throws {
+        try process.run()
+        try await eventually("the RPC listener is ready") {
+            guard let line = self.log.split(separator: "\n").first(where: { $0.contains("RPC listener ready") }),
+                  let range = line.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return false }
+            port = Int(line[range].split(separator: ":").last!)!
+            return true
+        }
+    }
+
+    var server: String { "http://127.0.0.1:\(port)" }
+
+    /// Sends a signal and waits for the exit; returns the status and how long it took.
+    func stop(_ signal: Int32 = SIGTERM) async throws -> (status: Int32, took: Duration) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        Foundation.kill(process.processIdentifier, signal)
+        try await eventually("the process exits", limit: .seconds(10)) { !self.process.isRunning }
+        return (process.terminationStatus, clock.now - start)
+    }
+
+    func terminate() {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+@Suite("tsdns-reconcile run (the loop) as a process", .timeLimit(.minutes(1)))
+struct LoopBinaryTests {
+    func start(_ tailnet: SimulatedTailnet) async throws -> (RunningBinary, ConfigDirectory) {
+        let dir = try ConfigDirectory(tailnet: tailnet, extra: "rpc:\n  listen: 127.0.0.1:0\n")
+        let binary = try RunningBinary(config: dir.config)
+        try await binary.start()
+        return (binary, dir)
+    }
+
+    @Test func servesReconcilesAndStopsOnSIGTERM() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let (binary, dir) = try await start(tailnet)
+        defer { binary.terminate(); dir.remove() }
+        try await eventually("the start-up sync applied") { tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3"] }
+
+        let status = try await Binary.run(["ctl", "--server", binary.server, "status"])
+        #expect(status.status == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("100.64.0.3"))
+        #expect(status.stdout.contains("dns-3"))
+        #expect(status.stdout.contains("healthy"))
+
+        tailnet.addDevice(SimulatedDevices.device(40, hostname: "coredns-a", tags: nil))
+        let add = try await Binary.run(["ctl", "add", "coredns-a", "--source", "kubernetes:prod/dns/coredns", "--server", binary.server])
+        #expect(add.status == 0, "\(add.stderr)")
+        #expect(add.stdout.contains("+ 100.64.0.40"))
+        #expect(add.stdout.contains("kubernetes:prod/dns/coredns"))
+        #expect(tailnet.nameservers.contains("100.64.0.40"))
+
+        let pending = try await Binary.run(["ctl", "add", "not-yet", "--server", binary.server])
+        #expect(pending.status == 0)
+        #expect(pending.stdout.contains("pending"))
+
+        let remove = try await Binary.run(["ctl", "remove", "100.64.0.40", "--server", binary.server, "--output", "json"])
+        #expect(remove.status == 0)
+        let plan = try JSONSerialization.jsonObject(with: Data(remove.stdout.utf8)) as? [String: Any]
+        #expect(plan?["changed"] as? Bool == true)
+        #expect(!tailnet.nameservers.contains("100.64.0.40"))
+
+        let sync = try await Binary.run(["ctl", "sync", "--dry-run", "--server", binary.server])
+        #expect(sync.status == 0)
+        #expect(sync.stdout.contains("target global"))
+
+        let (exit, took) = try await binary.stop(SIGTERM)
+        #expect(exit == 0, "\(binary.log)")
+        #expect(took < .seconds(5))
+        let refused = try await Binary.run(["ctl", "status", "--server", binary.server])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("cannot reach tsdns-reconcile"))
+    }
+
+    @Test func sigtermDuringAnApplyLetsTheWriteFinish() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.setNameservers(["1.1.1.1", "100.64.0.1", "100.64.0.3"])
+        let (binary, dir) = try await start(tailnet)
+        defer { binary.terminate(); dir.remove() }
+        try await eventually("the start-up sync ran") { tailnet.requests.count >= 2 }
+        // The next write takes 1.5 s to answer; SIGTERM arrives while it is in flight.
+        tailnet.inject(.init(.delay(.milliseconds(1500)), method: "POST"))
+        tailnet.addDevice(SimulatedDevices.device(41, hostname: "dns-41"))
+        let sync = Task { try await Binary.run(["ctl", "sync", "--server", binary.server]) }
+        try await eventually("the write is in flight") {
+            tailnet.requests.contains { $0.method == "POST" && $0.status == nil }
+        }
+        let (exit, took) = try await binary.stop(SIGTERM)
+        #expect(exit == 0, "\(binary.log)")
+        #expect(took < .seconds(5))
+        #expect(tailnet.requests.last { $0.method == "POST" }?.status == 200, "the write got its answer")
+        #expect(tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3", "100.64.0.41"])
+        let answer = try await sync.value
+        #expect(answer.status == 0, "the caller got the completed plan: \(answer.stderr)")
+    }
+
+    @Test func sigintStopsLikeSigterm() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let (binary, dir) = try await start(tailnet)
+        defer { binary.terminate(); dir.remove() }
+        let (exit, took) = try await binary.stop(SIGINT)
+        #expect(exit == 0)
+        #expect(took < .seconds(5))
+    }
+
+    @Test func ctlReportsARejectedToken() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let tokenDir = try scratchDirectory()
+        defer { try? FileManager.default.removeItem(at: tokenDir) }
+        let serverToken = tokenDir.appendingPathComponent("server-token")
+        let clientToken = tokenDir.appendingPathComponent("client-token")
+        try write("right\n", to: serverToken)
+        try write("wrong\n", to: clientToken)
+        let dir = try ConfigDirectory(tailnet: tailnet, extra: "rpc:\n  listen: 127.0.0.1:0\n  tokenFile: \(serverToken.path)\n")
+        let binary = try RunningBinary(config: dir.config)
+        defer { binary.terminate(); dir.remove() }
+        try await binary.start()
+        let refused = try await Binary.run(["ctl", "status", "--server", binary.server, "--token-file", clientToken.path])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("refused the token"))
+        let accepted = try await Binary.run(["ctl", "status"], environment: ["TSDNS_SERVER": binary.server, "TSDNS_TOKEN_FILE": serverToken.path])
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+        _ = try await binary.stop()
+    }
+
+    @Test func nonLoopbackListenWithoutTokenIsAConfigError() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let dir = try ConfigDirectory(tailnet: tailnet, extra: "rpc:\n  listen: 0.0.0.0:0\n")
+        defer { dir.remove() }
+        let result = try await Binary.run(["run", "--config", dir.config])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains("rpc.tokenFile: is required"))
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import TSDNSCore
+import TSDNSHTTP
+import TSDNSRuntime
+import TSDNSServer
+import TSDNSSimulator
+import TSDNSTailscale
+
+/// The long-running loop in-process: a Daemon against a simulated tailnet, its RPC listener
+/// on 127.0.0.1:0. Timers are an hour apart unless a test asks otherwise, so only the
+/// start-up sync and the test's own requests run.
+struct LoopHarness {
+    let tailnet: SimulatedTailnet
+    let daemon: Daemon
+    let running: Task<Void, Error>
+    let baseURL: String
+    let token: String?
+    let directory: URL
+
+    static func start(
+        tailnet: SimulatedTailnet? = nil, token: String? = nil,
+        configure: (inout Config) -> Void = { _ in }
+    ) async throws -> LoopHarness {
+        let tailnet = try tailnet ?? makeTailnet()
+        let directory = try scratchDirectory()
+        var config = Config()
+        config.healthcheck.interval = .seconds(3600)
+        config.sync.interval = .seconds(3600)
+        config.rpc.listen = "127.0.0.1:0"
+        if let token {
+            let file = directory.appendingPathComponent("rpc-token")
+            try write(token + "\n", to: file)
+            config.rpc.tokenFile = file.path
+        }
+        configure(&config)
+        let daemon = try Daemon(
+            config: config, tailnet: "-", apiURL: tailnet.baseURL, credential: .apiKey(tailnet.apiKey),
+            logger: quietLogger, signals: false, retry: fastRetry, minimumGap: .milliseconds(50),
+            maxRetryDelay: .milliseconds(200)
+        )
+        let running = Task { try await daemon.run() }
+        guard let port = await daemon.port() else { throw HarnessError.noListener }
+        return LoopHarness(tailnet: tailnet, daemon: daemon, running: running, baseURL: "http://127.0.0.1:\(port)", token: token, directory: directory)
+    }
+
+    func stop() async throws {
+        await daemon.shutdown()
+        try await running.value
+        tailnet.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// One raw request; `token` defaults to the harness's.
+    func request(_ method: String, _ path: String, body: String? = nil, token: String?? = .none) async throws -> (status: Int, json: [String: Any]) {
+        var headers: [HTTPHeader] = []
+        if let bearer = token ?? self.token { headers.append(HTTPHeader("Authorization", "Bearer \(bearer)")) }
+        if body != nil { headers.append(HTTPHeader("Content-Type", "application/json")) }
+        let response = try await HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(30)))
+            .send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body.map { Data($0.utf8) }))
+        let json = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:]
+        return (response.status, json)
+    }
+
+    func metrics() async throws -> String {
+        let response = try await HTTPClient().send(HTTPRequest(url: baseURL + "/metrics"))
+        return String(decoding: response.body, as: UTF8.self)
+    }
+
+    /// Waits for the start-up sync to have read the tailnet.
+    func ready() async throws {
+        try await eventually("the loop becomes ready") { try await request("GET", "/readyz").status == 200 }
+    }
+}
+
+enum HarnessError: Error {
+    case noListener
+    case timedOut(String)
+}
+
+/// Polls a condition until it holds (every 20 ms, for at most `limit`): for state that
+/// changes in another process or thread, where there is nothing to await.
+func eventually(_ what: String, limit: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + limit
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("timed out waiting until \(what)")
+    throw HarnessError.timedOut(what)
+}
+
+/// The value of one Prometheus series in a /metrics text, 0 if absent.
+func metricValue(_ text: String, _ series: String) -> Double {
+    for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
+        return Double(line.split(separator: " ").last ?? "") ?? 0
+    }
+    return 0
+}
