@@ -2,7 +2,7 @@
 SWIFT ?= swift
 APT_PACKAGES := libcurl4-openssl-dev pkg-config
 
-.PHONY: deps build test demo bench release clean
+.PHONY: deps build test demo bench bench-loop release clean
 
 # Installs the Debian packages the build needs, if missing (needs root or sudo).
 deps:
@@ -27,8 +27,13 @@ release: deps
 	$(SWIFT) build -c release
 
 # Benchmarks measure the release binary; they are not tests.
+MINUTES ?= 1
 bench: release
 	.build/release/tsdns-bench .build/release/tsdns-reconcile
+	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10
+
+bench-loop: release
+	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10
 
 clean:
 	rm -rf .build
