@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "TSDNSServer",
             dependencies: [
-                "TSDNSCore", "TSDNSRuntime",
+                "TSDNSCore", "TSDNSHTTP", "TSDNSTailscale", "TSDNSConfig", "TSDNSRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

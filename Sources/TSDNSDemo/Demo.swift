@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import TSDNSCore
 import TSDNSRuntime
 import TSDNSServer
@@ -38,6 +39,8 @@ public struct Demo: Sendable {
         config.sync.pendingTTL = .seconds(30)
         config.rpc.listen = "127.0.0.1:0"
         let write = self.write
+        // What the loop reported: the story moves on once the operator has seen it.
+        let reported = Mutex<[String]>([])
         let elapsed = { @Sendable () -> String in
             let seconds = (clock.now - start).seconds
             return String(format: "[%5.1fs]", seconds)
@@ -47,7 +50,9 @@ public struct Demo: Sendable {
             logger: logger, signals: false,
             onRun: { plan in
                 guard plan.changed else { return }
-                write("\(elapsed()) the loop applied a \(plan.mode.rawValue):\n" + PlanRenderer.text(plan).indented + "\n")
+                let text = PlanRenderer.text(plan)
+                write("\(elapsed()) the loop applied a \(plan.mode.rawValue):\n" + text.indented + "\n")
+                reported.withLock { $0.append(text) }
             }
         )
         let running = Task { try await daemon.run() }
@@ -73,18 +78,19 @@ public struct Demo: Sendable {
         }
         func show(_ step: String) { write("\(elapsed()) \(step)\n") }
         func listed(_ device: Device) -> Bool { tailnet.nameservers.contains(device.addresses[0]) }
+        func seen(_ line: String) -> Bool { reported.withLock { $0.contains { $0.contains(line) } } }
 
         story: do {
             guard try await until("the loop is ready", { tailnet.requests.count >= 2 }) else { break story }
 
             show("1. dns-prod-2 loses its connection to the control plane.")
             tailnet.updateDevice(nodeId: prod2.nodeId) { $0.connectedToControl = false }
-            guard try await until("dns-prod-2 is removed", { !listed(prod2) }) else { break story }
+            guard try await until("dns-prod-2 is removed", { !listed(prod2) && seen("- \(prod2.addresses[0])") }) else { break story }
             show("   → removed by the next healthcheck.\n")
 
             show("2. A new resolver, dns-prod-3 (tag:dns), joins the tailnet.")
             tailnet.addDevice(prod3)
-            guard try await until("dns-prod-3 is added", { listed(prod3) }) else { break story }
+            guard try await until("dns-prod-3 is added", { listed(prod3) && seen("+ \(prod3.addresses[0])") }) else { break story }
             show("   → added by the next sync (a healthcheck never adds).\n")
 
             show("3. The Kubernetes watcher reports coredns-prod, whose node has not registered yet:")
@@ -94,7 +100,7 @@ public struct Demo: Sendable {
             try await Task.sleep(for: .milliseconds(1500))
             show("   The node registers and connects.")
             tailnet.addDevice(coredns)
-            guard try await until("coredns-prod is added", { listed(coredns) }) else { break story }
+            guard try await until("coredns-prod is added", { listed(coredns) && seen("+ \(coredns.addresses[0])") }) else { break story }
             show("   → pending, then healthy, then added.\n")
 
             show("4. An operator takes dns-prod-1 out: DELETE /v1/resolvers/dns-prod-1")

@@ -15,6 +15,7 @@ public struct PendingAdd: Sendable, Equatable {
 public struct Exclusion: Sendable, Equatable {
     public var nodeId: String
     public var hostname: String
+    public var since: Date
     public var until: Date
 }
 
@@ -42,11 +43,57 @@ public struct Readiness: Sendable {
     public var lastError: String?
 }
 
+/// The inventory state the loop keeps across runs.
+struct LoopState: Sendable {
+    /// Consecutive failed checks by nodeId.
+    var failedChecks: [String: Int] = [:]
+    /// Resolvers added by RPC, with their sources, by nodeId.
+    var manualSources: [String: Set<String>] = [:]
+    var pending: [PendingAdd] = []
+    var exclusions: [String: Exclusion] = [:]
+
+    /// Expires exclusions and pending adds, forgets nodes that left the tailnet, and turns
+    /// pending adds whose node is now healthy into resolvers — unless an operator excluded
+    /// that node after the add was made. Returns whether any pending add was promoted.
+    mutating func housekeeping(_ snapshot: TailnetSnapshot, isHealthy: (Device) -> Bool) -> [String] {
+        let at = snapshot.readAt
+        let present = Set(snapshot.devices.map(\.nodeId))
+        exclusions = exclusions.filter { $0.value.until > at && present.contains($0.key) }
+        manualSources = manualSources.filter { present.contains($0.key) }
+        var promoted: [String] = []
+        var kept: [PendingAdd] = []
+        for add in pending {
+            if case .found(let device) = NodeQuery.resolve(add.query, in: snapshot.devices, isHealthy: isHealthy), isHealthy(device) {
+                if let exclusion = exclusions[device.nodeId], exclusion.since >= add.since { continue }
+                manualSources[device.nodeId, default: []].insert(add.source)
+                exclusions[device.nodeId] = nil
+                promoted.append(add.query)
+            } else if add.expires > at {
+                kept.append(add)
+            }
+        }
+        pending = kept
+        return promoted
+    }
+
+    /// Failed checks after one more check of `devices`: +1 for each unhealthy device, and a
+    /// healthy one starts again from zero.
+    func counting(_ devices: [Device], isHealthy: (Device) -> Bool) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for device in devices where !isHealthy(device) {
+            counts[device.nodeId] = (failedChecks[device.nodeId] ?? 0) + 1
+        }
+        return counts
+    }
+}
+
 /// The long-running reconciler's state and its one-apply-at-a-time scheduler.
 ///
 /// Every trigger (timer, RPC) waits for a run that starts after it arrived. Triggers that
-/// arrive while a run is in flight join one follow-up run; event-triggered runs start at
-/// least `minimumGap` apart, so a storm costs at most one run per gap and never starves.
+/// arrive while a run is in flight join one follow-up run per mode; event-triggered runs
+/// start at least `minimumGap` apart, so a storm costs at most one run per gap and never
+/// starves the timers. Reads outside the scheduler (dry runs, RPC adds and removes) are
+/// shared by concurrent callers.
 public actor Controller {
     public nonisolated let config: Config
     public nonisolated let reconciler: Reconciler
@@ -57,11 +104,7 @@ public actor Controller {
     /// Called after every completed run, with its plan (the demo narrates from it).
     private let onRun: (@Sendable (Plan) -> Void)?
 
-    // Inventory state, kept across runs.
-    private var failedChecks: [String: Int] = [:]
-    private var manualSources: [String: Set<String>] = [:]
-    private var pending: [PendingAdd] = []
-    private var exclusions: [String: Exclusion] = [:]
+    private var state = LoopState()
     private var last: RunResult?
     private var lastSync: Date?
     private var lastHealthcheck: Date?
@@ -73,13 +116,19 @@ public actor Controller {
     private struct Batch {
         var mode: RunMode
         var event: Bool
+        /// Whether this run counts as a health check for `failureThreshold`: timer runs and
+        /// RPC sync/healthcheck do; the runs of RPC adds and removes do not.
+        var countsAsCheck: Bool
         var waiters: [CheckedContinuation<Plan, Error>] = []
     }
-    private var queued: Batch?
+    private var queue: [Batch] = []
     private var worker: Task<Void, Never>?
+    private var workerIdle: [CheckedContinuation<Void, Never>] = []
     private var applying = false
     private var lastEventRun: ContinuousClock.Instant?
     private var stopping = false
+    private var sharedSnapshot: Task<TailnetSnapshot, Error>?
+    private var sharedDevices: Task<[Device], Error>?
 
     public init(
         reconciler: Reconciler, metrics: ReconcileMetrics, logger: Logger,
@@ -95,62 +144,72 @@ public actor Controller {
         self.onRun = onRun
     }
 
+    private func isHealthy(at date: Date) -> (Device) -> Bool {
+        let staleAfter = config.healthcheck.staleAfter
+        return { $0.health(now: date, staleAfter: staleAfter).isHealthy }
+    }
+
     // MARK: Triggers
 
     /// Runs (or joins) a reconcile and returns its plan once it has been applied.
     /// `event` marks RPC triggers, which respect the minimum gap; timers do not.
-    public func trigger(_ mode: RunMode, event: Bool) async throws -> Plan {
+    public func trigger(_ mode: RunMode, event: Bool, countsAsCheck: Bool = true) async throws -> Plan {
         guard !stopping else { throw ControllerError.shuttingDown }
         return try await withCheckedThrowingContinuation { continuation in
-            var batch = queued ?? Batch(mode: mode, event: event)
-            if mode == .sync { batch.mode = .sync }
-            batch.event = batch.event && event
-            batch.waiters.append(continuation)
-            queued = batch
+            if let index = queue.firstIndex(where: { $0.mode == mode }) {
+                queue[index].event = queue[index].event && event
+                queue[index].countsAsCheck = queue[index].countsAsCheck || countsAsCheck
+                queue[index].waiters.append(continuation)
+            } else {
+                queue.append(Batch(mode: mode, event: event, countsAsCheck: countsAsCheck, waiters: [continuation]))
+            }
             startWorkerIfIdle()
         }
     }
 
-    /// A dry run: reads and plans with the current state, writes nothing, changes nothing.
+    /// A dry run: reads and plans as a run would now, writes nothing, changes nothing.
     public func preview(_ mode: RunMode) async throws -> Plan {
         guard !stopping else { throw ControllerError.shuttingDown }
-        let snapshot = try await reconciler.read()
-        var request = runRequest(mode, failedChecks: countFailures(snapshot.devices))
+        let snapshot = try await sharedRead()
+        var next = state
+        let healthy = isHealthy(at: snapshot.readAt)
+        _ = next.housekeeping(snapshot, isHealthy: healthy)
+        next.failedChecks = next.counting(snapshot.devices, isHealthy: healthy)
+        var request = runRequest(mode, next)
         request.dryRun = true
         return reconciler.plan(snapshot, reconciler.inventory(snapshot, request), request)
     }
 
     private func startWorkerIfIdle() {
-        guard worker == nil, queued != nil else { return }
+        guard worker == nil, !queue.isEmpty, !stopping else { return }
         worker = Task { await self.work() }
     }
 
     private func work() async {
-        while let next = queued {
-            if next.event, let previous = lastEventRun {
-                let ready = previous + minimumGap
-                if ready > .now { try? await Task.sleep(until: ready) }
+        while !stopping, let next = queue.first {
+            if next.event, let previous = lastEventRun, previous + minimumGap > .now {
+                try? await Task.sleep(until: previous + minimumGap)
             }
-            if Task.isCancelled { break }
             // Take the batch only now, so triggers that came during the gap join it.
-            guard let batch = queued else { break }
-            queued = nil
+            guard !stopping, !Task.isCancelled, !queue.isEmpty else { break }
+            let batch = queue.removeFirst()
             if batch.event { lastEventRun = .now }
             let result: Result<Plan, Error>
             do {
-                result = .success(try await execute(batch.mode))
+                result = .success(try await execute(batch.mode, countsAsCheck: batch.countsAsCheck))
             } catch {
                 result = .failure(error)
             }
             for waiter in batch.waiters { waiter.resume(with: result) }
         }
         worker = nil
+        resumeIdleWaiters()
         if stopping { failQueued() } else { startWorkerIfIdle() }
     }
 
     // MARK: One run
 
-    private func execute(_ mode: RunMode) async throws -> Plan {
+    private func execute(_ mode: RunMode, countsAsCheck: Bool) async throws -> Plan {
         let clock = ContinuousClock()
         let start = clock.now
         let snapshot: TailnetSnapshot
@@ -160,9 +219,16 @@ public actor Controller {
             record(error, mode: mode)
             throw error
         }
-        let promoted = housekeeping(snapshot)
-        let request = runRequest(mode, failedChecks: countFailures(snapshot.devices))
-        failedChecks = request.failedChecks
+        everRead = true
+        let healthy = isHealthy(at: snapshot.readAt)
+        let promoted = state.housekeeping(snapshot, isHealthy: healthy)
+        for query in promoted { logger.info("pending resolver is healthy", metadata: ["node": "\(query)"]) }
+        var next = state
+        // A run that is not a check only forgets the nodes it saw healthy.
+        next.failedChecks = countsAsCheck
+            ? state.counting(snapshot.devices, isHealthy: healthy)
+            : state.failedChecks.filter { id, _ in snapshot.devices.contains { $0.nodeId == id && !healthy($0) } }
+        let request = runRequest(mode, next)
         applying = true
         defer { applying = false }
         let result: RunResult
@@ -172,7 +238,7 @@ public actor Controller {
             record(error, mode: mode)
             throw error
         }
-        everRead = true
+        state.failedChecks = next.failedChecks
         lastError = nil
         lastErrorText = nil
         last = result
@@ -180,59 +246,23 @@ public actor Controller {
         if mode == .sync { lastSync = finished }
         lastHealthcheck = finished
         metrics.recordRun(mode: mode, plan: result.plan, duration: clock.now - start)
-        metrics.recordInventory(result, pending: pending.count, excluded: exclusions.count)
+        metrics.recordInventory(result, pending: state.pending.count, excluded: state.exclusions.count)
         metrics.recordSuccess(at: finished)
         logPlan(result.plan)
         onRun?(result.plan)
         // A healthcheck never adds; a pending node that became healthy waits for no timer.
-        if promoted && mode == .healthcheck {
-            Task { _ = try? await self.trigger(.sync, event: true) }
+        if !promoted.isEmpty && mode == .healthcheck {
+            Task { _ = try? await self.trigger(.sync, event: true, countsAsCheck: false) }
         }
         return result.plan
     }
 
-    private func runRequest(_ mode: RunMode, failedChecks: [String: Int]) -> RunRequest {
+    private func runRequest(_ mode: RunMode, _ state: LoopState) -> RunRequest {
         RunRequest(
-            mode: mode, dryRun: false, extraSources: manualSources,
-            excluded: Set(exclusions.keys), failedChecks: failedChecks,
+            mode: mode, dryRun: false, extraSources: state.manualSources,
+            excluded: Set(state.exclusions.keys), failedChecks: state.failedChecks,
             failureThreshold: config.healthcheck.failureThreshold
         )
-    }
-
-    /// Consecutive failed checks, this one included, for the devices of this read.
-    private func countFailures(_ devices: [Device]) -> [String: Int] {
-        var counts: [String: Int] = [:]
-        let at = now()
-        for device in devices where !device.health(now: at, staleAfter: config.healthcheck.staleAfter).isHealthy {
-            counts[device.nodeId] = (failedChecks[device.nodeId] ?? 0) + 1
-        }
-        return counts
-    }
-
-    /// Expires exclusions and pending adds, forgets nodes that left the tailnet, and turns
-    /// pending adds whose node is now healthy into resolvers. Returns whether any did.
-    private func housekeeping(_ snapshot: TailnetSnapshot) -> Bool {
-        let at = snapshot.readAt
-        let present = Set(snapshot.devices.map(\.nodeId))
-        exclusions = exclusions.filter { $0.value.until > at && present.contains($0.key) }
-        manualSources = manualSources.filter { present.contains($0.key) }
-        var promoted = false
-        pending = pending.filter { add in
-            let healthy = { (device: Device) in device.health(now: at, staleAfter: self.config.healthcheck.staleAfter).isHealthy }
-            if case .found(let device) = NodeQuery.resolve(add.query, in: snapshot.devices, isHealthy: healthy), healthy(device) {
-                manualSources[device.nodeId, default: []].insert(add.source)
-                exclusions[device.nodeId] = nil
-                logger.info("pending resolver is healthy", metadata: ["node": "\(add.query)", "nodeId": "\(device.nodeId)"])
-                promoted = true
-                return false
-            }
-            if add.expires <= at {
-                logger.warning("pending resolver never became healthy; giving up", metadata: ["node": "\(add.query)"])
-                return false
-            }
-            return true
-        }
-        return promoted
     }
 
     private func record(_ error: Error, mode: RunMode) {
@@ -250,7 +280,7 @@ public actor Controller {
 
     private func logPlan(_ plan: Plan) {
         for target in plan.targets where target.changed || !target.entries(.blocked).isEmpty {
-            logger.notice("\(plan.dryRun ? "planned" : "applied")", metadata: [
+            logger.notice("applied", metadata: [
                 "target": "\(target.target)",
                 "added": "\(target.entries(.add).map(\.address))",
                 "removed": "\(target.entries(.remove).map(\.address))",
@@ -259,30 +289,48 @@ public actor Controller {
         }
     }
 
+    /// One snapshot read shared by every dry run that asks while it is in flight.
+    private func sharedRead() async throws -> TailnetSnapshot {
+        if let task = sharedSnapshot { return try await task.value }
+        let task = Task { try await reconciler.read() }
+        sharedSnapshot = task
+        defer { sharedSnapshot = nil }
+        return try await task.value
+    }
+
+    /// One devices read shared by every RPC add or remove that asks while it is in flight.
+    private func sharedDeviceList() async throws -> [Device] {
+        if let task = sharedDevices { return try await task.value }
+        let task = Task { try await reconciler.client.listDevices() }
+        sharedDevices = task
+        defer { sharedDevices = nil }
+        return try await task.value
+    }
+
     // MARK: RPC operations
 
     /// `POST /v1/resolvers`: reads the devices afresh; a healthy node is added at once (the
     /// returned plan has been applied), any other is pending until `sync.pendingTTL`.
     public func addResolver(_ query: String, source: String) async throws -> AddOutcome {
         guard !stopping else { throw ControllerError.shuttingDown }
-        let devices = try await reconciler.client.listDevices()
+        let devices = try await sharedDeviceList()
         let at = now()
-        let healthy = { (device: Device) in device.health(now: at, staleAfter: self.config.healthcheck.staleAfter).isHealthy }
+        let healthy = isHealthy(at: at)
         switch NodeQuery.resolve(query, in: devices, isHealthy: healthy) {
         case .ambiguous(let candidates):
             return .ambiguous(candidates)
         case .found(let device) where healthy(device):
-            exclusions[device.nodeId] = nil
-            pending.removeAll { $0.query == query }
-            manualSources[device.nodeId, default: []].insert(source)
-            return .added(try await trigger(.sync, event: true))
+            state.exclusions[device.nodeId] = nil
+            state.pending.removeAll { $0.query == query }
+            state.manualSources[device.nodeId, default: []].insert(source)
+            return .added(try await trigger(.sync, event: true, countsAsCheck: false))
         case .found(let device):
-            exclusions[device.nodeId] = nil
+            state.exclusions[device.nodeId] = nil
             fallthrough
         case .notFound:
-            pending.removeAll { $0.query == query }
-            pending.append(PendingAdd(query: query, source: source, since: at, expires: at.addingTimeInterval(config.sync.pendingTTL.seconds)))
-            metrics.recordPendingAndExcluded(pending: pending.count, excluded: exclusions.count, targets: config.resolvers.targets)
+            state.pending.removeAll { $0.query == query }
+            state.pending.append(PendingAdd(query: query, source: source, since: at, expires: at.addingTimeInterval(config.sync.pendingTTL.seconds)))
+            metrics.recordPendingAndExcluded(pending: state.pending.count, excluded: state.exclusions.count, targets: config.resolvers.targets)
             logger.info("resolver pending", metadata: ["node": "\(query)", "source": "\(source)"])
             return .pending
         }
@@ -291,24 +339,30 @@ public actor Controller {
     /// `DELETE /v1/resolvers/{node}`: excludes the node and applies the removal.
     public func removeResolver(_ query: String) async throws -> RemoveOutcome {
         guard !stopping else { throw ControllerError.shuttingDown }
-        let devices = try await reconciler.client.listDevices()
+        let devices = try await sharedDeviceList()
         let at = now()
-        let healthy = { (device: Device) in device.health(now: at, staleAfter: self.config.healthcheck.staleAfter).isHealthy }
-        let hadPending = pending.contains { $0.query == query }
-        pending.removeAll { $0.query == query }
+        let healthy = isHealthy(at: at)
+        let hadPending = state.pending.contains { $0.query == query }
+        state.pending.removeAll { $0.query == query }
         switch NodeQuery.resolve(query, in: devices, isHealthy: healthy) {
         case .ambiguous(let candidates):
             return .ambiguous(candidates)
         case .found(let device):
-            exclusions[device.nodeId] = Exclusion(
-                nodeId: device.nodeId, hostname: device.hostname, until: at.addingTimeInterval(config.sync.exclusionTTL.seconds)
+            state.exclusions[device.nodeId] = Exclusion(
+                nodeId: device.nodeId, hostname: device.hostname, since: at,
+                until: at.addingTimeInterval(config.sync.exclusionTTL.seconds)
             )
-            manualSources[device.nodeId] = nil
+            state.manualSources[device.nodeId] = nil
+            // A pending add of the same node under another name must not bring it back.
+            state.pending.removeAll { add in
+                if case .found(let other) = NodeQuery.resolve(add.query, in: devices, isHealthy: healthy) { return other.nodeId == device.nodeId }
+                return false
+            }
             logger.info("resolver excluded", metadata: ["node": "\(query)", "nodeId": "\(device.nodeId)"])
-            return .removed(try await trigger(.sync, event: true))
+            return .removed(try await trigger(.sync, event: true, countsAsCheck: false))
         case .notFound:
             guard hadPending else { return .notFound }
-            return .removed(try await trigger(.sync, event: true))
+            return .removed(try await trigger(.sync, event: true, countsAsCheck: false))
         }
     }
 
@@ -322,7 +376,7 @@ public actor Controller {
 
     public func inventory() -> InventoryView {
         InventoryView(
-            result: last, pending: pending, exclusions: Array(exclusions.values),
+            result: last, pending: state.pending, exclusions: Array(state.exclusions.values),
             lastSync: lastSync, lastHealthcheck: lastHealthcheck, lastError: lastErrorText,
             addressFamily: config.resolvers.addressFamily
         )
@@ -330,20 +384,42 @@ public actor Controller {
 
     // MARK: Shutdown
 
-    /// Stops taking triggers; a run that is writing finishes, one that is still reading is
-    /// abandoned (nothing was written), queued triggers fail with `shuttingDown`.
-    public func shutdown() async {
+    /// Stops taking triggers. A run that is still reading is abandoned (nothing was
+    /// written); one that is writing gets up to `writeGrace` for its answer; queued
+    /// triggers fail with `shuttingDown`.
+    public func shutdown(writeGrace: Duration = .milliseconds(3500)) async {
         stopping = true
         if let worker {
             if !applying { worker.cancel() }
-            await worker.value
+            if !(await waitForWorker(upTo: writeGrace)) {
+                logger.warning("a write did not finish in time; abandoning it")
+                worker.cancel()
+                await worker.value
+            }
         }
         failQueued()
     }
 
+    private func waitForWorker(upTo limit: Duration) async -> Bool {
+        guard worker != nil else { return true }
+        let timeout = Task {
+            try? await Task.sleep(for: limit)
+            self.resumeIdleWaiters()
+        }
+        await withCheckedContinuation { workerIdle.append($0) }
+        timeout.cancel()
+        return worker == nil
+    }
+
+    private func resumeIdleWaiters() {
+        let waiters = workerIdle
+        workerIdle = []
+        for waiter in waiters { waiter.resume() }
+    }
+
     private func failQueued() {
-        guard let batch = queued else { return }
-        queued = nil
-        for waiter in batch.waiters { waiter.resume(throwing: ControllerError.shuttingDown) }
+        let batches = queue
+        queue = []
+        for waiter in batches.flatMap(\.waiters) { waiter.resume(throwing: ControllerError.shuttingDown) }
     }
 }

@@ -21,6 +21,8 @@ public struct InventoryView: Sendable, Encodable {
         public var listed: Bool
         /// Why it is unhealthy, where it is.
         public var problem: String?
+        /// Removed by RPC and kept out.
+        public var excluded: Bool
 
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -32,9 +34,10 @@ public struct InventoryView: Sendable, Encodable {
             try c.encode(lastSeen, forKey: .lastSeen)
             try c.encode(listed, forKey: .listed)
             try c.encodeIfPresent(problem, forKey: .problem)
+            try c.encode(excluded, forKey: .excluded)
         }
 
-        enum CodingKeys: String, CodingKey { case address, node, nodeId, healthy, sources, lastSeen, listed, problem }
+        enum CodingKeys: String, CodingKey { case address, node, nodeId, healthy, sources, lastSeen, listed, problem, excluded }
     }
 
     public struct PendingItem: Sendable, Encodable {
@@ -86,6 +89,7 @@ public struct InventoryView: Sendable, Encodable {
         self.lastError = lastError
         guard let result else { return }
         let inventory = result.inventory
+        let excludedIds = Set(exclusions.map(\.nodeId))
         targets = result.plan.targets.map { TargetItem(target: "\($0.target)", current: $0.current, desired: $0.desired) }
         var seen = Set<String>()
         func add(_ address: String, _ device: Device?, listed: Bool) {
@@ -96,7 +100,8 @@ public struct InventoryView: Sendable, Encodable {
             resolvers.append(Resolver(
                 address: address, node: device?.hostname, nodeId: device?.nodeId, healthy: health.isHealthy,
                 sources: device.flatMap { inventory.sources[$0.nodeId] }.map(ResolverInventory.ordered) ?? [],
-                lastSeen: device?.lastSeen.map(Timestamp.format), listed: listed, problem: problem
+                lastSeen: device?.lastSeen.map(Timestamp.format), listed: listed, problem: problem,
+                excluded: device.map { excludedIds.contains($0.nodeId) } ?? false
             ))
         }
         let devicesById = Dictionary(inventory.devices.map { ($0.nodeId, $0) }, uniquingKeysWith: { first, _ in first })

@@ -87,7 +87,7 @@ public enum InventoryTable {
                 resolver["address"] as? String ?? "",
                 resolver["node"] as? String ?? "-",
                 healthy ? "healthy" : "unhealthy" + ((resolver["problem"] as? String).map { ": \($0)" } ?? ""),
-                (resolver["listed"] as? Bool ?? false) ? "yes" : "no",
+                (resolver["excluded"] as? Bool ?? false) ? "no (excluded)" : (resolver["listed"] as? Bool ?? false) ? "yes" : "no",
                 (resolver["sources"] as? [String] ?? []).joined(separator: ", "),
                 resolver["lastSeen"] as? String ?? "-",
             ])

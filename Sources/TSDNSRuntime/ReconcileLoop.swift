@@ -20,9 +20,13 @@ public struct ReconcileLoop: Service {
     }
 
     public func run() async {
-        // Timers stop on graceful shutdown; the controller then lets a write finish.
-        await cancelWhenGracefulShutdown {
-            await self.tick()
+        let controller = controller
+        // On graceful shutdown the timers stop and the controller abandons a run that is
+        // still reading (so a timer waiting for it returns at once) or lets a write finish.
+        await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown { await self.tick() }
+        } onGracefulShutdown: {
+            Task { await controller.shutdown() }
         }
         await controller.shutdown()
         logger.info("reconcile loop stopped")

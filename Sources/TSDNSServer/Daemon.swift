@@ -5,6 +5,7 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 import TSDNSConfig
+import TSDNSHTTP
 import TSDNSCore
 import TSDNSRuntime
 import TSDNSTailscale
@@ -29,8 +30,10 @@ public final class Daemon: Sendable {
     ) throws {
         let registry = PrometheusCollectorRegistry()
         let metrics = ReconcileMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        // Short attempts: a hung API is retried soon, so the loop notices an outage's end.
         let client = TailscaleClient(
-            baseURL: apiURL, tailnet: tailnet, credential: credential, retry: retry, logger: logger,
+            baseURL: apiURL, tailnet: tailnet, credential: credential,
+            http: HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(5))), retry: retry, logger: logger,
             onResponse: { metrics.recordAPIResponse(api: "tailscale", code: $0) }
         )
         let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger)
@@ -72,6 +75,8 @@ public final class Daemon: Sendable {
 
     /// Runs until shut down. Never throws for API trouble: that is logged and retried.
     public func run() async throws {
+        // Whoever waits for the port is answered even if the listener never came up.
+        defer { listening.set(nil) }
         try await group.run()
     }
 
@@ -89,8 +94,10 @@ public final class Daemon: Sendable {
 final class ListenSignal: Sendable {
     private let state = Mutex<(port: Int??, waiters: [CheckedContinuation<Int?, Never>])>((nil, []))
 
+    /// The first value wins.
     func set(_ port: Int?) {
         let waiters = state.withLock { state in
+            if state.port != nil { return [CheckedContinuation<Int?, Never>]() }
             state.port = .some(port)
             defer { state.waiters = [] }
             return state.waiters

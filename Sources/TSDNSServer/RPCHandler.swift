@@ -23,6 +23,8 @@ struct RPCHandler: Sendable {
             return error.response
         } catch ControllerError.shuttingDown {
             return RPCError(503, "shutting down").response
+        } catch is CancellationError {
+            return RPCError(503, "shutting down").response
         } catch let error as TailscaleAPIError {
             // The tailnet could not be read or written: nothing was written after the failure.
             if case .transient = error { return RPCError(503, error.description).response }
@@ -62,13 +64,13 @@ struct RPCHandler: Sendable {
             return try encodable(200, await controller.inventory())
         case "/v1/sync", "/v1/healthcheck":
             try allow(method, .post)
-            let dryRun = try await readBody(request, as: RunBody.self, empty: RunBody()).dryRun ?? false
+            let dryRun = try await readBody(request, as: RunBody.self, empty: RunBody(), keys: ["dryRun"]).dryRun ?? false
             let mode: RunMode = path == "/v1/sync" ? .sync : .healthcheck
             let plan = dryRun ? try await controller.preview(mode) : try await controller.trigger(mode, event: true)
             return plan200(plan)
         case "/v1/resolvers":
             try allow(method, .post)
-            let body = try await readBody(request, as: AddBody.self, empty: nil)
+            let body = try await readBody(request, as: AddBody.self, empty: nil, keys: ["node", "source"])
             let node = body.node.trimmingCharacters(in: .whitespaces)
             guard !node.isEmpty else { throw RPCError(400, "\"node\" must not be empty") }
             let source = body.source.flatMap { $0.isEmpty ? nil : $0 } ?? "manual"
@@ -100,13 +102,15 @@ struct RPCHandler: Sendable {
     private func authorize(_ request: Request) throws {
         guard let token else { return }
         guard let header = request.headers[.authorization] else { throw RPCError(401, "missing bearer token") }
-        guard header.hasPrefix("Bearer "), token.matches(String(header.dropFirst("Bearer ".count))) else {
+        // The scheme is case-insensitive (RFC 7235); the token is not.
+        guard header.lowercased().hasPrefix("bearer "), token.matches(String(header.dropFirst("Bearer ".count))) else {
             throw RPCError(401, "invalid bearer token")
         }
     }
 
     /// Reads at most 64 KiB and decodes it; each mistake in the body gets its own message.
-    private func readBody<Body: Decodable>(_ request: Request, as type: Body.Type, empty: Body?) async throws -> Body {
+    /// Unknown keys and nulls are refused: `{"dry_run": true}` must not become a real run.
+    private func readBody<Body: Decodable>(_ request: Request, as type: Body.Type, empty: Body?, keys: Set<String>) async throws -> Body {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maxBodySize {
             throw RPCError(413, "request body over \(Self.maxBodySize) bytes")
         }
@@ -121,8 +125,16 @@ struct RPCHandler: Sendable {
             if let empty { return empty }
             throw RPCError(400, "request body required: a JSON object")
         }
-        guard (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) != nil else {
+        guard let parsed = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
             throw RPCError(400, "request body is not valid JSON")
+        }
+        if let object = parsed as? [String: Any] {
+            if let unknown = object.keys.sorted().first(where: { !keys.contains($0) }) {
+                throw RPCError(400, "unknown key \"\(unknown)\" (expected \(keys.sorted().map { "\"\($0)\"" }.joined(separator: ", ")))")
+            }
+            if let null = object.keys.sorted().first(where: { object[$0] is NSNull }) {
+                throw RPCError(400, "\"\(null)\" must not be null")
+            }
         }
         do {
             return try JSONDecoder().decode(Body.self, from: data)

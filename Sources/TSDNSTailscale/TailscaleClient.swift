@@ -68,7 +68,7 @@ public final class TailscaleClient: Sendable {
     /// `onResponse` sees each response's status code, or "error" for a transport failure.
     public init(
         baseURL: String, tailnet: String, credential: Credential,
-        http: HTTPClient = HTTPClient(), retry: RetryPolicy = RetryPolicy(),
+        http: HTTPClient = HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(15))), retry: RetryPolicy = RetryPolicy(),
         logger: Logger = Logger(label: "tsdns.tailscale"),
         onResponse: (@Sendable (String) -> Void)? = nil
     ) {

@@ -122,6 +122,19 @@ struct LoopBinaryTests {
         #expect(answer.status == 0, "the caller got the completed plan: \(answer.stderr)")
     }
 
+    @Test func sigtermWhileAReadHangsExitsWithinFiveSeconds() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.delay(.seconds(30)), path: "/devices"))
+        let (binary, dir) = try await start(tailnet)
+        defer { binary.terminate(); dir.remove() }
+        try await eventually("the start-up read is in flight") { tailnet.requests.contains { $0.path.hasSuffix("/devices") } }
+        let (exit, took) = try await binary.stop(SIGTERM)
+        #expect(exit == 0, "\(binary.log)")
+        #expect(took < .seconds(5))
+        #expect(tailnet.mutatingRequests.isEmpty)
+    }
+
     @Test func sigintStopsLikeSigterm() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }

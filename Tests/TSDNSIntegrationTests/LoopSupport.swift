@@ -18,8 +18,9 @@ struct LoopHarness {
     let token: String?
     let directory: URL
 
+    /// `productionTiming` uses the retry policy and backoff the program ships with.
     static func start(
-        tailnet: SimulatedTailnet? = nil, token: String? = nil,
+        tailnet: SimulatedTailnet? = nil, token: String? = nil, productionTiming: Bool = false,
         configure: (inout Config) -> Void = { _ in }
     ) async throws -> LoopHarness {
         let tailnet = try tailnet ?? makeTailnet()
@@ -36,8 +37,8 @@ struct LoopHarness {
         configure(&config)
         let daemon = try Daemon(
             config: config, tailnet: "-", apiURL: tailnet.baseURL, credential: .apiKey(tailnet.apiKey),
-            logger: quietLogger, signals: false, retry: fastRetry, minimumGap: .milliseconds(50),
-            maxRetryDelay: .milliseconds(200)
+            logger: quietLogger, signals: false, retry: productionTiming ? RetryPolicy() : fastRetry,
+            minimumGap: .milliseconds(50), maxRetryDelay: productionTiming ? .seconds(3) : .milliseconds(200)
         )
         let running = Task { try await daemon.run() }
         guard let port = await daemon.port() else { throw HarnessError.noListener }

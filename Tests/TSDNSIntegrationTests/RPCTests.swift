@@ -93,6 +93,10 @@ struct RPCTests {
             ("POST", "/v1/sync", "[true]", 400, "must be a JSON object"),
             ("POST", "/v1/sync", #"{"dryRun": "yes"}"#, 400, "\"dryRun\" must be true or false"),
             ("POST", "/v1/sync", #"{"dryRun": 1}"#, 400, "\"dryRun\" must be true or false"),
+            ("POST", "/v1/sync", #"{"dryRun": null}"#, 400, "\"dryRun\" must not be null"),
+            ("POST", "/v1/sync", #"{"dry_run": true}"#, 400, "unknown key \"dry_run\""),
+            ("POST", "/v1/healthcheck", #"{"dryrun": true}"#, 400, "unknown key \"dryrun\""),
+            ("POST", "/v1/resolvers", #"{"node": null}"#, 400, "\"node\" must not be null"),
             ("POST", "/v1/resolvers", #"{"source": "x"}"#, 400, "\"node\" is required"),
             ("POST", "/v1/resolvers", #"{"node": 42}"#, 400, "\"node\" must be a string"),
             ("POST", "/v1/resolvers", "", 400, "request body required"),
@@ -120,6 +124,9 @@ struct RPCTests {
         #expect(preview.status == 200)
         #expect(preview.json["changed"] as? Bool == true)
         #expect(preview.json["dryRun"] as? Bool == true)
+        let previewCheck = try await loop.request("POST", "/v1/healthcheck", body: #"{"dryRun": true}"#)
+        #expect(previewCheck.status == 200)
+        #expect(previewCheck.json["mode"] as? String == "healthcheck")
         #expect(loop.tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3"], "a dry run writes nothing")
 
         // A healthcheck removes the dead resolver and never adds the new one.
@@ -280,6 +287,85 @@ struct RPCTests {
         #expect(try await loop.request("GET", "/healthz").status == 200)
         #expect(metricValue(try await loop.metrics(), #"tsdns_sync_total{result="error"}"#) >= 1)
         #expect(tailnet.mutatingRequests.isEmpty)
+        try await loop.stop()
+    }
+
+    @Test func exclusionEndsWhenTheNodeLeavesTheTailnet() async throws {
+        let loop = try await LoopHarness.start()
+        try await loop.ready()
+        #expect(try await loop.request("DELETE", "/v1/resolvers/dns-3").status == 200)
+        loop.tailnet.removeDevice(nodeId: SimulatedDevices.device(3, hostname: "").nodeId)
+        _ = try await loop.request("POST", "/v1/sync")
+        // It comes back as a new registration under the same name and address.
+        loop.tailnet.addDevice(SimulatedDevices.device(3, hostname: "dns-3"))
+        _ = try await loop.request("POST", "/v1/sync")
+        #expect(loop.tailnet.nameservers.contains("100.64.0.3"))
+        #expect((try await loop.request("GET", "/v1/inventory").json["excluded"] as? [Any])?.isEmpty == true)
+        try await loop.stop()
+    }
+
+    @Test func removingUnderAnotherNameDropsAPendingAdd() async throws {
+        let loop = try await LoopHarness.start()
+        try await loop.ready()
+        var device = SimulatedDevices.device(90, hostname: "coredns-late", tags: nil, connected: false)
+        loop.tailnet.addDevice(device)
+        #expect(try await loop.request("POST", "/v1/resolvers", body: #"{"node": "coredns-late"}"#).status == 202)
+        #expect(try await loop.request("DELETE", "/v1/resolvers/100.64.0.90").status == 200)
+        device.connectedToControl = true
+        loop.tailnet.updateDevice(nodeId: device.nodeId) { $0.connectedToControl = true }
+        _ = try await loop.request("POST", "/v1/sync")
+        #expect(!loop.tailnet.nameservers.contains("100.64.0.90"), "the operator's remove wins over the older add")
+        try await loop.stop()
+    }
+
+    @Test func addsAndRemovesDoNotCountAsHealthChecks() async throws {
+        let loop = try await LoopHarness.start { $0.healthcheck.failureThreshold = 2 }
+        try await loop.ready()
+        try await eventually("the start-up sync applied") { loop.tailnet.nameservers.contains("100.64.0.3") }
+        loop.tailnet.updateDevice(nodeId: SimulatedDevices.device(3, hostname: "").nodeId) { $0.connectedToControl = false }
+        _ = try await loop.request("POST", "/v1/healthcheck")
+        for n in 60...62 {
+            loop.tailnet.addDevice(SimulatedDevices.device(n, hostname: "svc-\(n)", tags: nil))
+            #expect(try await loop.request("POST", "/v1/resolvers", body: #"{"node": "svc-\#(n)"}"#).status == 200)
+        }
+        #expect(loop.tailnet.nameservers.contains("100.64.0.3"), "one failed check of two, however many adds ran")
+        _ = try await loop.request("POST", "/v1/healthcheck")
+        #expect(!loop.tailnet.nameservers.contains("100.64.0.3"))
+        try await loop.stop()
+    }
+
+    @Test func aHealthyCheckResetsTheCount() async throws {
+        let loop = try await LoopHarness.start { $0.healthcheck.failureThreshold = 2 }
+        try await loop.ready()
+        try await eventually("the start-up sync applied") { loop.tailnet.nameservers.contains("100.64.0.3") }
+        let id = SimulatedDevices.device(3, hostname: "").nodeId
+        loop.tailnet.updateDevice(nodeId: id) { $0.connectedToControl = false }
+        _ = try await loop.request("POST", "/v1/healthcheck")
+        loop.tailnet.updateDevice(nodeId: id) { $0.connectedToControl = true }
+        _ = try await loop.request("POST", "/v1/healthcheck")
+        loop.tailnet.updateDevice(nodeId: id) { $0.connectedToControl = false }
+        _ = try await loop.request("POST", "/v1/healthcheck")
+        #expect(loop.tailnet.nameservers.contains("100.64.0.3"), "failed, healthy, failed: not two in a row")
+        _ = try await loop.request("POST", "/v1/healthcheck")
+        #expect(!loop.tailnet.nameservers.contains("100.64.0.3"))
+        try await loop.stop()
+    }
+
+    @Test func outageEndNoticedWithinFiveSecondsWithShippedTiming() async throws {
+        let loop = try await LoopHarness.start(productionTiming: true) { $0.healthcheck.interval = .seconds(1) }
+        try await loop.ready()
+        try await eventually("the start-up sync applied") { loop.tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3"] }
+        loop.tailnet.inject(.init(.status(503), path: "/devices"))
+        loop.tailnet.updateDevice(nodeId: SimulatedDevices.device(1, hostname: "").nodeId) { $0.connectedToControl = false }
+        try await eventually("a run fails", limit: .seconds(15)) {
+            metricValue(try await loop.metrics(), #"tsdns_healthcheck_total{result="error"}"#) >= 1
+        }
+        let healed = ContinuousClock.now
+        loop.tailnet.clearFaults()
+        try await eventually("the loop applies after the outage", limit: .seconds(10)) {
+            loop.tailnet.nameservers == ["1.1.1.1", "100.64.0.3"]
+        }
+        #expect(ContinuousClock.now - healed < .seconds(5))
         try await loop.stop()
     }
 
