@@ -1,6 +1,6 @@
 # tsdns-reconcile — the two commands a newcomer needs are `make demo` and `make test`.
 SWIFT ?= swift
-APT_PACKAGES := libcurl4-openssl-dev pkg-config
+APT_PACKAGES := libcurl4-openssl-dev pkg-config openssl
 
 .PHONY: deps build test demo bench bench-loop release clean
 
