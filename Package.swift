@@ -37,7 +37,7 @@ let package = Package(
             dependencies: ["TSDNSCore", "TSDNSHTTP", .product(name: "Logging", package: "swift-log")]
         ),
         // Simulated tailnet: a real HTTP server on loopback with fault injection.
-        .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore"]),
+        .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore", "TSDNSHTTP"]),
         // Reconcile runs (read, plan, apply), the loop and its controller, metrics, config
         // loading, the RPC client for `ctl`.
         .target(

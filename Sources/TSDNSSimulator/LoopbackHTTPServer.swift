@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TSDNSHTTP
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,12 +56,12 @@ public struct ServerResponse: Sendable {
     }
 
     public var status: Int
-    public var headers: [HTTPHeaderField]
+    public var headers: [HTTPHeader]
     public var body: Body
     public var delay: Duration?
     public var fault: Fault?
 
-    public init(status: Int, headers: [HTTPHeaderField] = [], body: Data = Data(), delay: Duration? = nil, fault: Fault? = nil) {
+    public init(status: Int, headers: [HTTPHeader] = [], body: Data = Data(), delay: Duration? = nil, fault: Fault? = nil) {
         self.status = status
         self.headers = headers
         self.body = .complete(body)
@@ -68,7 +69,7 @@ public struct ServerResponse: Sendable {
         self.fault = fault
     }
 
-    public init(status: Int, headers: [HTTPHeaderField] = [], streaming: @escaping @Sendable (ChunkWriter) -> Void) {
+    public init(status: Int, headers: [HTTPHeader] = [], streaming: @escaping @Sendable (ChunkWriter) -> Void) {
         self.status = status
         self.headers = headers
         self.body = .streaming(streaming)
@@ -76,16 +77,7 @@ public struct ServerResponse: Sendable {
 
     public static func json(_ status: Int, _ object: Any) -> ServerResponse {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return ServerResponse(status: status, headers: [HTTPHeaderField("Content-Type", "application/json")], body: data)
-    }
-}
-
-public struct HTTPHeaderField: Sendable, Equatable {
-    public var name: String
-    public var value: String
-    public init(_ name: String, _ value: String) {
-        self.name = name
-        self.value = value
+        return ServerResponse(status: status, headers: [HTTPHeader("Content-Type", "application/json")], body: data)
     }
 }
 

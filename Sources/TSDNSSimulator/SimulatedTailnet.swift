@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TSDNSHTTP
 import TSDNSCore
 
 /// A simulated Tailscale control plane: the API subset this program uses, as the OpenAPI
@@ -166,9 +167,9 @@ public final class SimulatedTailnet: Sendable {
         switch fault {
         case .status(let code, let retryAfter)?:
             response = .json(code, ["message": "simulated failure (HTTP \(code))"])
-            if let retryAfter { response.headers.append(HTTPHeaderField("Retry-After", retryAfter)) }
+            if let retryAfter { response.headers.append(HTTPHeader("Retry-After", retryAfter)) }
         case .malformedBody?:
-            response = ServerResponse(status: 200, headers: [HTTPHeaderField("Content-Type", "application/json")], body: Data("{\"devices\": [{\"nodeId\": ".utf8))
+            response = ServerResponse(status: 200, headers: [HTTPHeader("Content-Type", "application/json")], body: Data("{\"devices\": [{\"nodeId\": ".utf8))
         case .dropConnection?:
             response = ServerResponse(status: 200, fault: .dropConnection)
         case .delay(let pause)?:
@@ -207,7 +208,7 @@ public final class SimulatedTailnet: Sendable {
         guard tailnet == "-" || tailnet == tailnetName else { return error(404, "tailnet not found") }
         switch (parts[4...].joined(separator: "/"), request.method) {
         case ("devices", "GET"):
-            return ServerResponse(status: 200, headers: [HTTPHeaderField("Content-Type", "application/json")], body: devicesBody())
+            return ServerResponse(status: 200, headers: [HTTPHeader("Content-Type", "application/json")], body: devicesBody())
         case ("dns/nameservers", "GET"):
             return .json(200, ["dns": nameservers])
         case ("dns/nameservers", "POST"):

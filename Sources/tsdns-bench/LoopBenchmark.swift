@@ -110,7 +110,3 @@ func loopBenchmark(binary: String, minutes: Double, requestsPerSecond: Int) asyn
     print(String(format: "RSS growth from minute 2 to the end: %+.1f MiB (%.1f → %.1f MiB)",
                  Double(last - atTwo) / 1024, Double(atTwo) / 1024, Double(last) / 1024))
 }
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

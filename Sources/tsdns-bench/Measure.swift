@@ -1,4 +1,5 @@
 import Foundation
+import TSDNSCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,29 +9,15 @@ struct Measurement {
     var peakRSSKiB: Int
 }
 
-/// Spawns the binary with output discarded and measures it with wait4's rusage.
+/// Runs the binary to its end with output discarded and measures it with wait4's rusage.
 func measure(_ binary: String, _ arguments: [String]) -> Measurement {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    let argv = ([binary] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
     let start = ContinuousClock.now
-    guard posix_spawn(&pid, binary, &actions, nil, argv, environ) == 0 else {
-        fatalError("cannot start \(binary)")
-    }
+    let pid = spawn(binary, arguments)
     var status: Int32 = 0
     var usage = rusage()
     _ = wait4(pid, &status, 0, &usage)
     let elapsed = ContinuousClock.now - start
-    return Measurement(
-        status: (status >> 8) & 0xFF,
-        seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-        peakRSSKiB: usage.ru_maxrss
-    )
+    return Measurement(status: (status >> 8) & 0xFF, seconds: elapsed.seconds, peakRSSKiB: usage.ru_maxrss)
 }
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

@@ -22,7 +22,7 @@ struct GlobalOptions: ParsableArguments {
         let level = logLevel ?? root.global.logLevel ?? defaultLevel
         let format = logFormat ?? root.global.logFormat ?? .text
         LoggingSystem.bootstrap { label in
-            var handler: LogHandler = format == .json ? JSONLogHandler(label: label) : TextLogHandler(label: label)
+            var handler = LineLogHandler(label: label, format: format)
             handler.logLevel = level
             return handler
         }

@@ -1,9 +1,11 @@
 import Foundation
 import Logging
 
-/// `2026-11-26T10:00:00Z notice tsdns: message key=value`
-struct TextLogHandler: LogHandler {
+/// One line per event on standard error: `2026-11-26T10:00:00Z notice tsdns: message key=value`,
+/// or with `--log-format json` one JSON object (time, level, logger, message, metadata).
+struct LineLogHandler: LogHandler {
     let label: String
+    let format: LogFormat
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
 
@@ -14,33 +16,19 @@ struct TextLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        let pairs = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let line = "\(Date().formatted(.iso8601)) \(event.level) \(label): \(event.message)\(pairs.isEmpty ? "" : " " + pairs)\n"
-        FileHandle.standardError.write(Data(line.utf8))
-    }
-}
-
-/// One JSON object per line: time, level, logger, message and the metadata.
-struct JSONLogHandler: LogHandler {
-    let label: String
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var object: [String: String] = [
-            "time": Date().formatted(.iso8601), "level": "\(event.level)",
-            "logger": label, "message": "\(event.message)",
-        ]
-        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) where object[key] == nil {
-            object[key] = "\(value)"
+        let time = Date().formatted(.iso8601)
+        var line: Data
+        switch format {
+        case .text:
+            let pairs = merged.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+            line = Data("\(time) \(event.level) \(label): \(event.message)\(pairs)".utf8)
+        case .json:
+            var object = ["time": time, "level": "\(event.level)", "logger": label, "message": "\(event.message)"]
+            for (key, value) in merged where object[key] == nil { object[key] = "\(value)" }
+            guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+            line = data
         }
-        guard var data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        data.append(0x0A)
-        FileHandle.standardError.write(data)
+        line.append(0x0A)
+        FileHandle.standardError.write(line)
     }
 }

@@ -10,7 +10,7 @@ struct HTTPClientTests {
         let seen = Mutex<ServerRequest?>(nil)
         let server = try LoopbackHTTPServer { request in
             seen.withLock { $0 = request }
-            return ServerResponse(status: 201, headers: [HTTPHeaderField("X-Answer", "42")], body: Data("done".utf8))
+            return ServerResponse(status: 201, headers: [HTTPHeader("X-Answer", "42")], body: Data("done".utf8))
         }
         defer { server.stop() }
         let response = try await HTTPClient().send(HTTPRequest(
