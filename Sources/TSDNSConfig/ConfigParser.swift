@@ -34,8 +34,15 @@ public struct ParsedConfig: Sendable {
     public var file: String
     public var lines: [String: Int]
 
+    /// An issue at the line of `path`, or of the nearest enclosing key that is in the file.
     public func issue(_ path: String, _ message: String) -> ConfigIssue {
-        ConfigIssue(file: file, line: lines[path], path: path, message: message)
+        var key = Substring(path)
+        var line = lines[path]
+        while line == nil, let dot = key.lastIndex(of: ".") {
+            key = key[..<dot]
+            line = lines[String(key)]
+        }
+        return ConfigIssue(file: file, line: line, path: path, message: message)
     }
 }
 
@@ -275,8 +282,9 @@ private final class Reader {
         if let node = keys["minResolvers"], let value = int(node, "safety.minResolvers", minimum: 0) { settings.minResolvers = value }
         if let node = keys["maxRemovals"], let value = int(node, "safety.maxRemovals", minimum: 0) { settings.maxRemovals = value }
         if let node = keys["protect"], let values = strings(node, "safety.protect") {
-            for (index, value) in values.enumerated() where value.isEmpty {
-                fail(sequenceItem(node, index), "safety.protect[\(index)]", "must not be empty")
+            // Nameserver entries are addresses or DoH URLs; anything else is a typo.
+            for (index, value) in values.enumerated() where IPAddress(value) == nil && !value.hasPrefix("https://") {
+                fail(sequenceItem(node, index), "safety.protect[\(index)]", "\"\(value)\" is not an IP address or an https:// resolver URL")
             }
             settings.protect = values.contains(PlanSettings.alwaysProtected) ? values : values + [PlanSettings.alwaysProtected]
         }

@@ -100,7 +100,7 @@ public enum Planner {
             let address = IPAddress(text)
             if let address { listed.insert(address) }
             if protected.contains(text) || address.map({ protected.contains($0.description) }) == true {
-                entries.append(PlanEntry(action: .unmanaged, address: text, reason: "protected"))
+                entries.append(PlanEntry(action: .unmanaged, address: text, reason: "unmanaged (protected)"))
                 continue
             }
             guard let address else {

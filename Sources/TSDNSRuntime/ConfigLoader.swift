@@ -82,9 +82,9 @@ public struct ConfigLoader: Sendable {
             if needsCredential || error.isFromFile { issues.append(error.issue) }
         } catch {}
         if needsCredential && credential == nil && issues.isEmpty {
-            issues.append(ConfigIssue(
-                file: path, line: nil, path: "tailscale",
-                message: "no Tailscale credential: set tailscale.apiKeyFile or tailscale.oauth, or TAILSCALE_API_KEY or TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET"
+            issues.append(parsed.issue(
+                "tailscale",
+                "no Tailscale credential: set tailscale.apiKeyFile or tailscale.oauth, or TAILSCALE_API_KEY or TAILSCALE_OAUTH_CLIENT_ID and TAILSCALE_OAUTH_CLIENT_SECRET"
             ))
         }
         let environmentURL = nonEmpty("TAILSCALE_BASE_URL")

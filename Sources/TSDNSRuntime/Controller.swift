@@ -278,12 +278,11 @@ public actor Controller {
         logger.warning("run failed; nothing was written", metadata: ["mode": "\(mode.rawValue)", "error": "\(error)"])
     }
 
+    /// Writes are logged where they happen (the applier); held-back removals here.
     private func logPlan(_ plan: Plan) {
-        for target in plan.targets where target.changed || !target.entries(.blocked).isEmpty {
-            logger.notice("applied", metadata: [
+        for target in plan.targets where !target.entries(.blocked).isEmpty {
+            logger.notice("removals held back by a safety rule", metadata: [
                 "target": "\(target.target)",
-                "added": "\(target.entries(.add).map(\.address))",
-                "removed": "\(target.entries(.remove).map(\.address))",
                 "blocked": "\(target.entries(.blocked).map { "\($0.address) (\($0.ruleDescription ?? ""))" })",
             ])
         }

@@ -173,11 +173,11 @@ struct Applier: Sendable {
     }
 
     private func logApplied(_ target: TargetPlan) {
-        logger.info("applied", metadata: [
+        logger.notice("applied", metadata: [
             "target": "\(target.target)",
-            "added": "\(target.entries(.add).map(\.address))",
-            "removed": "\(target.entries(.remove).map(\.address))",
-            "blocked": "\(target.entries(.blocked).map(\.address))",
+            "added": .array(target.entries(.add).map { .string($0.address) }),
+            "removed": .array(target.entries(.remove).map { .string($0.address) }),
+            "blocked": .array(target.entries(.blocked).map { .string($0.address) }),
         ])
     }
 }

@@ -96,7 +96,9 @@ struct RPCHandler: Sendable {
     // MARK: Checks
 
     private func allow(_ method: HTTPRequest.Method, _ allowed: HTTPRequest.Method) throws {
-        guard method == allowed else { throw RPCError(405, "method \(method.rawValue) not allowed; use \(allowed.rawValue)") }
+        guard method == allowed else {
+            throw RPCError(405, "method \(method.rawValue) not allowed; use \(allowed.rawValue)", allow: allowed.rawValue)
+        }
     }
 
     private func authorize(_ request: Request) throws {
@@ -184,13 +186,20 @@ func raw(_ status: Int, _ data: Data) -> Response {
 struct RPCError: Error {
     var status: Int
     var message: String
+    /// For 405: the method the path takes.
+    var allow: String?
 
-    init(_ status: Int, _ message: String) {
+    init(_ status: Int, _ message: String, allow: String? = nil) {
         self.status = status
         self.message = message
+        self.allow = allow
     }
 
-    var response: Response { json(status, ["error": message]) }
+    var response: Response {
+        var response = json(status, ["error": message])
+        if let allow { response.headers[.allow] = allow }
+        return response
+    }
 }
 
 struct RunBody: Decodable {

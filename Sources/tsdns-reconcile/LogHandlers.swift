@@ -23,12 +23,22 @@ struct LineLogHandler: LogHandler {
             let pairs = merged.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
             line = Data("\(time) \(event.level) \(label): \(event.message)\(pairs)".utf8)
         case .json:
-            var object = ["time": time, "level": "\(event.level)", "logger": label, "message": "\(event.message)"]
-            for (key, value) in merged where object[key] == nil { object[key] = "\(value)" }
+            var object: [String: Any] = ["time": time, "level": "\(event.level)", "logger": label, "message": "\(event.message)"]
+            for (key, value) in merged where object[key] == nil { object[key] = Self.json(value) }
             guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
             line = data
         }
         line.append(0x0A)
         FileHandle.standardError.write(line)
+    }
+
+    /// Lists and dictionaries stay lists and objects in JSON lines.
+    static func json(_ value: Logger.MetadataValue) -> Any {
+        switch value {
+        case .string(let text): return text
+        case .stringConvertible(let convertible): return convertible.description
+        case .array(let items): return items.map(json)
+        case .dictionary(let entries): return entries.mapValues(json)
+        }
     }
 }

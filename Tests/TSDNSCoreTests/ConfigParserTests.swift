@@ -190,6 +190,12 @@ struct ConfigParserTests {
         #expect(found.first?.contains("invalid YAML") == true)
     }
 
+    @Test func protectTakesAddressesAndResolverURLs() throws {
+        #expect(issues("safety:\n  protect: [\"10.0.0.53\", \"fd00::53\", \"https://dns.example/dns-query\", notip]\n") == [
+            #"config.yaml:2: safety.protect[3]: "notip" is not an IP address or an https:// resolver URL"#,
+        ])
+    }
+
     @Test func hugeDurationIsAnErrorNotACrash() {
         #expect(issues("sync:\n  interval: 99999999999h\n") == [#"config.yaml:2: sync.interval: "99999999999h" is not a duration (use Go style: 90s, 5m, 1h30m)"#])
     }

@@ -195,10 +195,15 @@ struct BinaryTests {
         let dir = try scratchDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let config = dir.appendingPathComponent("config.yaml")
-        try write("resolvers:\n  tags: [\"tag:dns\"]\n", to: config)
+        try write("resolvers:\n  tags: [\"tag:dns\"]\ntailscale:\n  tailnet: example.com\n", to: config)
         let result = try await Binary.run(["run", "--once", "--config", config.path])
         #expect(result.status == 78)
-        #expect(result.stderr.contains("no Tailscale credential"))
+        #expect(result.stderr.contains("\(config.path):3: tailscale: no Tailscale credential"))
+
+        try write("tailscale:\n  oauth:\n    clientSecretFile: \(config.path)\n", to: config)
+        let noClient = try await Binary.run(["validate", "--config", config.path])
+        #expect(noClient.status == 78)
+        #expect(noClient.stderr.contains("\(config.path):2: tailscale.oauth.clientID: is required"), "the line of the enclosing key")
     }
 
     @Test func credentialFromTheEnvironment() async throws {
@@ -286,5 +291,8 @@ struct BinaryTests {
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             #expect(object?["level"] != nil && object?["message"] != nil, "\(line)")
         }
+        let applied = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .first { $0["message"] as? String == "applied" }
+        #expect(applied?["added"] as? [String] == ["100.64.0.3"], "lists stay JSON arrays")
     }
 }
