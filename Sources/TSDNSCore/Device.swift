@@ -87,7 +87,8 @@ public struct Device: Sendable, Equatable, Codable {
 
     public var ipAddresses: [IPAddress] { addresses.compactMap(IPAddress.init) }
 
-    public func hasAnyTag(_ wanted: [String]) -> [String] {
+    /// Which of `wanted` this device carries; none when the `tags` key is absent.
+    public func matchingTags(_ wanted: [String]) -> [String] {
         guard let tags else { return [] }
         return wanted.filter(tags.contains)
     }

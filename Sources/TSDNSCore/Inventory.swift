@@ -43,7 +43,7 @@ public struct ResolverInventory: Sendable {
         for (index, device) in devices.enumerated() {
             health[device.nodeId] = device.health(now: now, staleAfter: staleAfter)
             // A device shared in from another tailnet carries that tailnet's tags, not ours.
-            for tag in device.hasAnyTag(resolverTags) where device.isExternal != true {
+            for tag in device.matchingTags(resolverTags) where device.isExternal != true {
                 sources[device.nodeId, default: []].insert(tag)
             }
             for address in device.ipAddresses { owners[address] = index }
