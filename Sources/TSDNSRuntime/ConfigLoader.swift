@@ -33,9 +33,8 @@ public struct ConfigLoader: Sendable {
     public enum Purpose: Sendable {
         /// `run`: Tailscale credentials are required.
         case reconcile
-        /// `watch`: needs `watch.server`, no Tailscale credentials.
-        case watch
-        /// `validate`: whichever of the two the file is written for.
+        /// `validate`: credentials are required unless the file is written for `watch`
+        /// (it sets `watch.server`), which needs none.
         case validate
     }
 
@@ -62,25 +61,13 @@ public struct ConfigLoader: Sendable {
             issues.append(parsed.issue(key, "file \"\(file)\" does not exist or is not readable"))
         }
 
-        let needsCredential: Bool
-        switch purpose {
-        case .reconcile: needsCredential = true
-        case .watch: needsCredential = false
-        case .validate: needsCredential = config.watch.server == nil
-        }
-        if purpose == .watch {
-            if config.watch.server == nil { issues.append(parsed.issue("watch.server", "is required for watch")) }
-            if config.clusters.isEmpty { issues.append(parsed.issue("kubernetes.clusters", "watch needs at least one cluster")) }
-            else if config.watch.cluster == nil && config.clusters.count > 1 {
-                issues.append(parsed.issue("watch.cluster", "is required when kubernetes.clusters has more than one entry"))
-            }
-        }
+        let needsCredential = purpose == .reconcile || config.watch.server == nil
         var credential: Credential?
         do {
             credential = try resolveCredential(parsed)
-        } catch let error as CredentialIssue {
+        } catch {
             if needsCredential || error.isFromFile { issues.append(error.issue) }
-        } catch {}
+        }
         if needsCredential && credential == nil && issues.isEmpty {
             issues.append(parsed.issue(
                 "tailscale",
@@ -107,7 +94,7 @@ public struct ConfigLoader: Sendable {
     }
 
     /// Exactly one kind: an API key or an OAuth client, from the config or else the environment.
-    private func resolveCredential(_ parsed: ParsedConfig) throws -> Credential? {
+    private func resolveCredential(_ parsed: ParsedConfig) throws(CredentialIssue) -> Credential? {
         let settings = parsed.config.tailscale
         if let file = settings.apiKeyFile {
             return .apiKey(try readSecret(file, key: "tailscale.apiKeyFile", parsed))
@@ -147,7 +134,7 @@ public struct ConfigLoader: Sendable {
     }
 
     /// Reads a secret file with surrounding whitespace trimmed; never echoes its content.
-    private func readSecret(_ file: String, key: String, _ parsed: ParsedConfig) throws -> String {
+    private func readSecret(_ file: String, key: String, _ parsed: ParsedConfig) throws(CredentialIssue) -> String {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" does not exist or is not readable"), isFromFile: true)
         }

@@ -37,7 +37,7 @@ public struct RunRequest: Sendable {
 
 public struct RunResult: Sendable {
     public var plan: Plan
-    public var snapshot: TailnetSnapshot
+    /// The devices and their health as this run saw them.
     public var inventory: ResolverInventory
 }
 
@@ -112,7 +112,7 @@ public final class Reconciler: Sendable {
             adjusted.maxRemovals = max(0, settings.maxRemovals - others)
             return Planner.plan(target: target, current: current, inventory: inventory, settings: adjusted)
         }
-        return RunResult(plan: applied, snapshot: snapshot, inventory: inventory)
+        return RunResult(plan: applied, inventory: inventory)
     }
 }
 
