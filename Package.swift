@@ -63,19 +63,22 @@ let package = Package(
         // `tsdns-reconcile demo`: the real loop against the simulated tailnet, narrated.
         .target(
             name: "TSDNSDemo",
-            dependencies: ["TSDNSCore", "TSDNSRuntime", "TSDNSServer", "TSDNSSimulator", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["TSDNSCore", "TSDNSConfig", "TSDNSRuntime", "TSDNSServer", "TSDNSSimulator", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "tsdns-reconcile",
             dependencies: [
-                "TSDNSRuntime", "TSDNSServer", "TSDNSDemo", "TSDNSCore", "TSDNSConfig",
+                "TSDNSRuntime", "TSDNSServer", "TSDNSDemo", "TSDNSCore", "TSDNSConfig", "TSDNSTailscale",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // `make bench`: measures the built binary against a large simulated tailnet.
-        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSRuntime"]),
+        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime"]),
         .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
+        // Pure state machines and files of the runtime: scheduler, loop state, state file, backoff.
+        .testTarget(name: "TSDNSRuntimeTests", dependencies: ["TSDNSRuntime", "TSDNSConfig", "TSDNSCore", "TSDNSHTTP"]),
         .testTarget(
             name: "TSDNSIntegrationTests",
             dependencies: [

@@ -23,9 +23,16 @@ public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
 
 /// All problems found; the program exits 78 on these.
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    /// At most this many issues are printed; a file of garbage is not echoed line by line.
+    public static let printedLimit = 20
+
     public var issues: [ConfigIssue]
     public init(_ issues: [ConfigIssue]) { self.issues = issues }
-    public var description: String { issues.map(\.description).joined(separator: "\n") }
+    public var description: String {
+        var lines = issues.prefix(Self.printedLimit).map(\.description)
+        if issues.count > Self.printedLimit { lines.append("… and \(issues.count - Self.printedLimit) more") }
+        return lines.joined(separator: "\n")
+    }
 }
 
 /// A decoded config with the line of every key, for errors found later (missing files).
@@ -129,28 +136,57 @@ private final class Reader {
         return scalar.string
     }
 
+    /// A string of at most `limit` bytes (names, URLs, paths: nothing here is longer).
+    func boundedString(_ node: Node, _ path: String, limit: Int = 4096) -> String? {
+        guard let text = string(node, path) else { return nil }
+        guard text.utf8.count <= limit else {
+            fail(node, path, "\(quoted(node)) is longer than \(limit) bytes")
+            return nil
+        }
+        return text
+    }
+
     func bool(_ node: Node, _ path: String) -> Bool? {
         if case .scalar(let scalar) = node, scalar.style == .plain, let value = node.bool { return value }
         fail(node, path, "\(quoted(node)) is not true or false")
         return nil
     }
 
-    func int(_ node: Node, _ path: String, minimum: Int) -> Int? {
+    func int(_ node: Node, _ path: String, minimum: Int, maximum: Int = Int.max) -> Int? {
         guard case .scalar(let scalar) = node, scalar.style == .plain, let value = node.int else {
-            fail(node, path, "\(quoted(node)) is not a whole number")
+            if case .scalar(let scalar) = node, scalar.style != .plain, Int(scalar.string) != nil {
+                fail(node, path, "\(quoted(node)) is a string; write the number without quotes")
+            } else {
+                fail(node, path, "\(quoted(node)) is not a whole number")
+            }
             return nil
         }
         guard value >= minimum else {
             fail(node, path, "\(value) is below the minimum of \(minimum)")
             return nil
         }
+        guard value <= maximum else {
+            fail(node, path, "\(value) is above the maximum of \(maximum)")
+            return nil
+        }
         return value
     }
 
-    func duration(_ node: Node, _ path: String) -> Duration? {
+    /// A duration of at least `minimum` (longer than zero when there is none).
+    func duration(_ node: Node, _ path: String, minimum: Duration? = nil) -> Duration? {
         guard let text = string(node, path) else { return nil }
-        guard let value = DurationText.parse(text) else {
-            fail(node, path, "\"\(text)\" is not a duration (use Go style: 90s, 5m, 1h30m)")
+        let value: Duration
+        do {
+            value = try DurationText.parseChecked(text)
+        } catch .tooLarge {
+            fail(node, path, "\(quoted(node)) is too long a duration")
+            return nil
+        } catch {
+            fail(node, path, "\(quoted(node)) is not a duration (use Go style: 90s, 5m, 1h30m)")
+            return nil
+        }
+        if let minimum, value < minimum {
+            fail(node, path, "\(quoted(node)) is shorter than the minimum of \(DurationText.format(minimum))")
             return nil
         }
         guard value > .zero else {
@@ -163,7 +199,7 @@ private final class Reader {
     func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ path: String, _ type: T.Type) -> T? where T.RawValue == String {
         guard let text = string(node, path) else { return nil }
         guard let value = T(rawValue: text) else {
-            fail(node, path, "\"\(text)\" is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            fail(node, path, "\(quoted(node)) is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
             return nil
         }
         return value
@@ -181,16 +217,24 @@ private final class Reader {
         return result
     }
 
+    /// A value as an error message shows it: quoted, control characters escaped, at most
+    /// 80 characters (a 50 MB value is not echoed).
     func quoted(_ node: Node) -> String {
-        if case .scalar(let scalar) = node { return "\"\(scalar.string)\"" }
+        if case .scalar(let scalar) = node { return Self.quote(scalar.string) }
         if case .sequence = node { return "a list" }
         return "a mapping"
+    }
+
+    static func quote(_ text: String) -> String {
+        let escaped = TerminalText.escape(text)
+        guard escaped.count > 80 else { return "\"\(escaped)\"" }
+        return "\"\(escaped.prefix(77))...\""
     }
 
     // MARK: Sections
 
     func decode(_ root: Node, into config: inout Config) {
-        guard let top = mapping(root, "", allowed: ["tailscale", "resolvers", "healthcheck", "sync", "safety", "kubernetes", "rpc", "watch"]) else { return }
+        guard let top = mapping(root, "", allowed: ["tailscale", "resolvers", "healthcheck", "sync", "safety", "kubernetes", "rpc", "state", "watch"]) else { return }
         if let node = top["tailscale"] { decodeTailscale(node, &config.tailscale) }
         if let node = top["resolvers"] { decodeResolvers(node, &config.resolvers) }
         if let node = top["healthcheck"] { decodeHealthcheck(node, &config.healthcheck) }
@@ -198,6 +242,9 @@ private final class Reader {
         if let node = top["safety"] { decodeSafety(node, &config.safety) }
         if let node = top["kubernetes"] { decodeKubernetes(node, &config.clusters) }
         if let node = top["rpc"] { decodeRPC(node, &config.rpc) }
+        if let node = top["state"], let keys = mapping(node, "state", allowed: ["file"]) {
+            if let node = keys["file"], let value = boundedString(node, "state.file"), !value.isEmpty { config.state.file = value }
+        }
         if let node = top["watch"] { decodeWatch(node, &config.watch, clusters: config.clusters) }
     }
 
@@ -208,7 +255,7 @@ private final class Reader {
             else { settings.tailnet = value }
         }
         if let node = keys["apiURL"], let value = string(node, "tailscale.apiURL") {
-            if isHTTPURL(value) { settings.apiURL = value } else { fail(node, "tailscale.apiURL", "\"\(value)\" is not an http(s) URL") }
+            if isHTTPURL(value) { settings.apiURL = value } else { fail(node, "tailscale.apiURL", "\(Self.quote(value)) is not an http(s) URL") }
         }
         if let node = keys["apiKeyFile"], let value = nonEmptyPath(node, "tailscale.apiKeyFile") { settings.apiKeyFile = value }
         if let node = keys["oauth"], let oauth = mapping(node, "tailscale.oauth", allowed: ["clientID", "clientSecretFile"]) {
@@ -225,11 +272,12 @@ private final class Reader {
     }
 
     func decodeResolvers(_ node: Node, _ settings: inout Config.Resolvers) {
-        guard let keys = mapping(node, "resolvers", allowed: ["tags", "addressFamily", "target"]) else { return }
+        guard let keys = mapping(node, "resolvers", allowed: ["tags", "addressFamily", "target", "unsourced"]) else { return }
+        if let node = keys["unsourced"], let value = choice(node, "resolvers.unsourced", Unsourced.self) { settings.unsourced = value }
         if let node = keys["tags"], let tags = strings(node, "resolvers.tags") {
             var valid = true
             for (index, tag) in tags.enumerated() where !tag.hasPrefix("tag:") || tag.count <= 4 {
-                fail(sequenceItem(node, index), "resolvers.tags[\(index)]", "\"\(tag)\" is not a tag (tags look like tag:dns)")
+                fail(sequenceItem(node, index), "resolvers.tags[\(index)]", "\(Self.quote(tag)) is not a tag (tags look like tag:dns)")
                 valid = false
             }
             if valid { settings.tags = tags }
@@ -246,9 +294,9 @@ private final class Reader {
                 for (index, domain) in domains.enumerated() {
                     let path = "resolvers.target.splitDNS[\(index)]"
                     if !isDomain(domain) {
-                        fail(sequenceItem(node, index), path, "\"\(domain)\" is not a domain name")
+                        fail(sequenceItem(node, index), path, "\(Self.quote(domain)) is not a domain name")
                     } else if !seen.insert(domain.lowercased()).inserted {
-                        fail(sequenceItem(node, index), path, "\"\(domain)\" is listed twice")
+                        fail(sequenceItem(node, index), path, "\(Self.quote(domain)) is listed twice")
                     }
                 }
                 // DNS names are case-insensitive; one spelling keeps list lookups exact.
@@ -261,18 +309,43 @@ private final class Reader {
     }
 
     func decodeHealthcheck(_ node: Node, _ settings: inout Config.Healthcheck) {
-        guard let keys = mapping(node, "healthcheck", allowed: ["interval", "staleAfter", "failureThreshold", "probe"]) else { return }
-        if let node = keys["interval"], let value = duration(node, "healthcheck.interval") { settings.interval = value }
+        let allowed = ["interval", "staleAfter", "failureThreshold", "successThreshold", "probe", "dns"]
+        guard let keys = mapping(node, "healthcheck", allowed: allowed) else { return }
+        if let node = keys["interval"], let value = duration(node, "healthcheck.interval", minimum: .seconds(1)) { settings.interval = value }
         if let node = keys["staleAfter"], let value = duration(node, "healthcheck.staleAfter") { settings.staleAfter = value }
-        if let node = keys["failureThreshold"], let value = int(node, "healthcheck.failureThreshold", minimum: 1) {
+        if let node = keys["failureThreshold"], let value = int(node, "healthcheck.failureThreshold", minimum: 1, maximum: 1000) {
             settings.failureThreshold = value
         }
+        if let node = keys["successThreshold"], let value = int(node, "healthcheck.successThreshold", minimum: 1, maximum: 1000) {
+            settings.successThreshold = value
+        }
         if let node = keys["probe"], let value = choice(node, "healthcheck.probe", Config.Probe.self) { settings.probe = value }
+        if let node = keys["dns"] { decodeDNSProbe(node, &settings.dns) }
+    }
+
+    func decodeDNSProbe(_ node: Node, _ settings: inout Config.DNSProbe) {
+        let allowed = ["name", "type", "port", "timeout", "transport", "proxy", "concurrency"]
+        guard let keys = mapping(node, "healthcheck.dns", allowed: allowed) else { return }
+        if let node = keys["name"], let value = string(node, "healthcheck.dns.name") {
+            if value == "." || isDomain(value.hasSuffix(".") ? String(value.dropLast()) : value) { settings.name = value }
+            else { fail(node, "healthcheck.dns.name", "\(quoted(node)) is not a domain name") }
+        }
+        if let node = keys["type"], let value = choice(node, "healthcheck.dns.type", Config.DNSQueryType.self) { settings.type = value }
+        if let node = keys["port"], let value = int(node, "healthcheck.dns.port", minimum: 1, maximum: 65535) { settings.port = value }
+        if let node = keys["timeout"], let value = duration(node, "healthcheck.dns.timeout", minimum: .milliseconds(10)) { settings.timeout = value }
+        if let node = keys["transport"], let value = choice(node, "healthcheck.dns.transport", Config.DNSTransport.self) { settings.transport = value }
+        if let node = keys["proxy"], let value = boundedString(node, "healthcheck.dns.proxy") {
+            if value.isEmpty || isProxyURL(value, schemes: ["socks5://", "socks5h://"]) { settings.proxy = value }
+            else { fail(node, "healthcheck.dns.proxy", "\(quoted(node)) is not a socks5://HOST:PORT URL") }
+        }
+        if let node = keys["concurrency"], let value = int(node, "healthcheck.dns.concurrency", minimum: 1, maximum: 1024) {
+            settings.concurrency = value
+        }
     }
 
     func decodeSync(_ node: Node, _ settings: inout Config.Sync) {
         guard let keys = mapping(node, "sync", allowed: ["interval", "pendingTTL", "exclusionTTL"]) else { return }
-        if let node = keys["interval"], let value = duration(node, "sync.interval") { settings.interval = value }
+        if let node = keys["interval"], let value = duration(node, "sync.interval", minimum: .seconds(1)) { settings.interval = value }
         if let node = keys["pendingTTL"], let value = duration(node, "sync.pendingTTL") { settings.pendingTTL = value }
         if let node = keys["exclusionTTL"], let value = duration(node, "sync.exclusionTTL") { settings.exclusionTTL = value }
     }
@@ -284,7 +357,7 @@ private final class Reader {
         if let node = keys["protect"], let values = strings(node, "safety.protect") {
             // Nameserver entries are addresses or DoH URLs; anything else is a typo.
             for (index, value) in values.enumerated() where IPAddress(value) == nil && !value.hasPrefix("https://") {
-                fail(sequenceItem(node, index), "safety.protect[\(index)]", "\"\(value)\" is not an IP address or an https:// resolver URL")
+                fail(sequenceItem(node, index), "safety.protect[\(index)]", "\(Self.quote(value)) is not an IP address or an https:// resolver URL")
             }
             settings.protect = values.contains(PlanSettings.alwaysProtected) ? values : values + [PlanSettings.alwaysProtected]
         }
@@ -315,7 +388,7 @@ private final class Reader {
                     cluster.annotationKey = parts[0]
                     cluster.annotationValue = parts[1]
                 } else {
-                    fail(node, "\(path).annotation", "\"\(value)\" is not key=value")
+                    fail(node, "\(path).annotation", "\(Self.quote(value)) is not key=value")
                 }
             }
             clusters.append(cluster)
@@ -323,10 +396,19 @@ private final class Reader {
     }
 
     func decodeRPC(_ node: Node, _ settings: inout Config.RPC) {
-        guard let keys = mapping(node, "rpc", allowed: ["listen", "tokenFile"]) else { return }
+        guard let keys = mapping(node, "rpc", allowed: ["listen", "tokenFile", "allowedHosts", "maxConnections"]) else { return }
+        if let node = keys["allowedHosts"], let hosts = strings(node, "rpc.allowedHosts") {
+            for (index, host) in hosts.enumerated() where !isDomain(host) {
+                fail(sequenceItem(node, index), "rpc.allowedHosts[\(index)]", "\(Self.quote(host)) is not a host name")
+            }
+            settings.allowedHosts = hosts.map { $0.lowercased() }
+        }
+        if let node = keys["maxConnections"], let value = int(node, "rpc.maxConnections", minimum: 1, maximum: 65536) {
+            settings.maxConnections = value
+        }
         if let node = keys["listen"], let value = string(node, "rpc.listen") {
             if value.isEmpty || ListenAddress(value) != nil { settings.listen = value }
-            else { fail(node, "rpc.listen", "\"\(value)\" is not host:port") }
+            else { fail(node, "rpc.listen", "\(Self.quote(value)) is not host:port") }
         }
         if let node = keys["tokenFile"], let value = nonEmptyPath(node, "rpc.tokenFile") { settings.tokenFile = value }
         if let address = ListenAddress(settings.listen), !address.isLoopback, settings.tokenFile == nil {
@@ -335,13 +417,24 @@ private final class Reader {
     }
 
     func decodeWatch(_ node: Node, _ settings: inout Config.Watch, clusters: [Config.Cluster]) {
-        guard let keys = mapping(node, "watch", allowed: ["cluster", "server", "tokenFile"]) else { return }
+        guard let keys = mapping(node, "watch", allowed: ["cluster", "server", "tokenFile", "resyncInterval", "proxy", "listen"]) else { return }
+        if let node = keys["resyncInterval"], let value = duration(node, "watch.resyncInterval", minimum: .seconds(1)) {
+            settings.resyncInterval = value
+        }
+        if let node = keys["proxy"], let value = boundedString(node, "watch.proxy") {
+            if value.isEmpty || isProxyURL(value, schemes: ["socks5://", "socks5h://", "http://"]) { settings.proxy = value }
+            else { fail(node, "watch.proxy", "\(quoted(node)) is not a socks5://, socks5h:// or http:// proxy URL") }
+        }
+        if let node = keys["listen"], let value = string(node, "watch.listen") {
+            if value.isEmpty || ListenAddress(value) != nil { settings.listen = value }
+            else { fail(node, "watch.listen", "\(quoted(node)) is not host:port") }
+        }
         if let node = keys["cluster"], let value = string(node, "watch.cluster") {
             if clusters.contains(where: { $0.name == value }) { settings.cluster = value }
-            else { fail(node, "watch.cluster", "\"\(value)\" is not a name in kubernetes.clusters") }
+            else { fail(node, "watch.cluster", "\(Self.quote(value)) is not a name in kubernetes.clusters") }
         }
         if let node = keys["server"], let value = string(node, "watch.server") {
-            if isHTTPURL(value) { settings.server = value } else { fail(node, "watch.server", "\"\(value)\" is not an http(s) URL") }
+            if isHTTPURL(value) { settings.server = value } else { fail(node, "watch.server", "\(Self.quote(value)) is not an http(s) URL") }
         }
         if let node = keys["tokenFile"], let value = nonEmptyPath(node, "watch.tokenFile") { settings.tokenFile = value }
     }
@@ -365,6 +458,16 @@ private final class Reader {
     func isHTTPURL(_ text: String) -> Bool {
         (text.hasPrefix("http://") || text.hasPrefix("https://")) && text.split(separator: "/").count >= 2
             && !text.contains(" ")
+    }
+
+    /// `scheme://host:port`, with an optional trailing slash.
+    func isProxyURL(_ text: String, schemes: [String]) -> Bool {
+        guard let scheme = schemes.first(where: text.hasPrefix) else { return false }
+        var rest = String(text.dropFirst(scheme.count))
+        if rest.hasSuffix("/") { rest.removeLast() }
+        if let at = rest.lastIndex(of: "@") { rest = String(rest[rest.index(after: at)...]) }
+        guard let address = ListenAddress(rest), address.port > 0, !address.host.isEmpty else { return false }
+        return !rest.contains("/") && !rest.contains(" ")
     }
 
     func isDomain(_ text: String) -> Bool {

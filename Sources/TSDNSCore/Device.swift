@@ -85,7 +85,9 @@ public struct Device: Sendable, Equatable, Codable {
         return date
     }
 
-    public var ipAddresses: [IPAddress] { addresses.compactMap(IPAddress.init) }
+    /// The device's addresses inside Tailscale's ranges. Anything else a device claims
+    /// (`8.8.8.8`, `::ffff:100.64.0.1`) never becomes a managed entry.
+    public var ipAddresses: [IPAddress] { addresses.compactMap(IPAddress.init).filter(\.isTailscaleRange) }
 
     /// Which of `wanted` this device carries; none when the `tags` key is absent.
     public func matchingTags(_ wanted: [String]) -> [String] {

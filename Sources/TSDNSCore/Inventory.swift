@@ -23,9 +23,13 @@ public struct ResolverInventory: Sendable {
     public let sources: [String: Set<String>]
     /// Devices removed by operators, by nodeId.
     public let excluded: Set<String>
+    /// Devices a source set stopped naming, by nodeId, with the set's name: removed unless
+    /// another source names them.
+    public let withdrawn: [String: String]
     /// Consecutive failed healthchecks by nodeId, counting this one.
     public let failedChecks: [String: Int]
-    private let ownerByAddress: [IPAddress: Int]
+    /// Every device claiming each address, in list order.
+    private let ownersByAddress: [IPAddress: [Int]]
 
     public init(
         devices: [Device],
@@ -34,29 +38,34 @@ public struct ResolverInventory: Sendable {
         resolverTags: [String],
         extraSources: [String: Set<String>] = [:],
         excluded: Set<String> = [],
+        withdrawn: [String: String] = [:],
         failedChecks: [String: Int] = [:]
     ) {
         self.devices = devices
         var health: [String: Health] = [:]
         var sources = extraSources
-        var owners: [IPAddress: Int] = [:]
+        var owners: [IPAddress: [Int]] = [:]
         for (index, device) in devices.enumerated() {
             health[device.nodeId] = device.health(now: now, staleAfter: staleAfter)
             // A device shared in from another tailnet carries that tailnet's tags, not ours.
             for tag in device.matchingTags(resolverTags) where device.isExternal != true {
                 sources[device.nodeId, default: []].insert(tag)
             }
-            for address in device.ipAddresses { owners[address] = index }
+            for address in device.ipAddresses { owners[address, default: []].append(index) }
         }
         self.health = health
         self.sources = sources.filter { !$0.value.isEmpty }
         self.excluded = excluded
+        self.withdrawn = withdrawn
         self.failedChecks = failedChecks
-        self.ownerByAddress = owners
+        self.ownersByAddress = owners
     }
 
+    /// The device that answers for an address. Where several claim it, a healthy one (the
+    /// address is healthy if any owner is), so the verdict does not depend on list order.
     public func owner(of address: IPAddress) -> Device? {
-        ownerByAddress[address].map { devices[$0] }
+        guard let owners = ownersByAddress[address]?.map({ devices[$0] }) else { return nil }
+        return owners.first { health(of: $0).isHealthy } ?? owners.first
     }
 
     public func health(of device: Device) -> Health {

@@ -36,7 +36,7 @@ public enum PlanRenderer {
     }
 
     static func header(_ target: TargetPlan, _ plan: Plan) -> String {
-        "target \(target.target) (tailnet \(plan.tailnet))"
+        "target \(target.target) (tailnet \(TerminalText.escape(plan.tailnet)))"
     }
 
     static func summary(_ target: TargetPlan) -> String {
@@ -55,12 +55,15 @@ public enum PlanRenderer {
         var lines: [String] = []
         for target in plan.targets {
             let entries = ordered(target)
-            let addressWidth = max(10, entries.map(\.address.count).max() ?? 0) + 3
-            let nodeWidth = max(15, entries.map { ($0.node ?? "").count }.max() ?? 0) + 3
+            // Hostnames and addresses come from device owners: escaped before a terminal sees them.
+            let rows = entries.map { (entry: $0, address: TerminalText.escape($0.address), node: TerminalText.escape($0.node ?? "")) }
+            let addressWidth = max(10, rows.map(\.address.count).max() ?? 0) + 3
+            let nodeWidth = max(15, rows.map(\.node.count).max() ?? 0) + 3
             lines.append(header(target, plan))
-            for entry in entries {
-                let line = "  \(symbol(entry.action)) " + entry.address.padding(addressWidth)
-                    + (entry.node ?? "").padding(nodeWidth) + note(entry)
+            for row in rows {
+                let entry = row.entry
+                let line = "  \(symbol(entry.action)) " + row.address.padding(addressWidth)
+                    + row.node.padding(nodeWidth) + TerminalText.escape(note(entry))
                 lines.append(line.trimmingTrailingSpaces())
             }
             lines.append(summary(target))
@@ -77,7 +80,7 @@ public enum PlanRenderer {
             lines.append("|---|---|---|---|")
             for entry in ordered(target) {
                 let cells = [symbol(entry.action), entry.address, entry.node ?? "", note(entry)]
-                    .map { $0.replacingOccurrences(of: "|", with: "\\|") }
+                    .map { TerminalText.escape($0).replacingOccurrences(of: "|", with: "\\|") }
                 lines.append("| " + cells.joined(separator: " | ") + " |")
             }
             lines.append("")

@@ -9,6 +9,14 @@ public enum SafetyRule: String, Sendable, Equatable {
     case neverEmpty = "safety.neverEmpty"
 }
 
+/// What becomes of a healthy managed entry that no source names (README `resolvers.unsourced`).
+public enum Unsourced: String, Sendable, CaseIterable {
+    /// Kept, as an unknown entry is.
+    case keep
+    /// Removed (subject to the safety rules): the program owns every managed entry.
+    case remove
+}
+
 public struct PlanSettings: Sendable, Equatable {
     public var mode: RunMode
     public var addressFamily: AddressFamily
@@ -17,10 +25,11 @@ public struct PlanSettings: Sendable, Equatable {
     public var maxRemovals: Int
     /// Entries never touched; 100.100.100.100 is always among them.
     public var protect: [String]
+    public var unsourced: Unsourced
 
     public init(
         mode: RunMode = .sync, addressFamily: AddressFamily = .ipv4, failureThreshold: Int = 1,
-        minResolvers: Int = 1, maxRemovals: Int = 3, protect: [String] = []
+        minResolvers: Int = 1, maxRemovals: Int = 3, protect: [String] = [], unsourced: Unsourced = .keep
     ) {
         self.mode = mode
         self.addressFamily = addressFamily
@@ -28,6 +37,7 @@ public struct PlanSettings: Sendable, Equatable {
         self.minResolvers = minResolvers
         self.maxRemovals = maxRemovals
         self.protect = protect
+        self.unsourced = unsourced
     }
 
     public static let alwaysProtected = "100.100.100.100"
@@ -153,6 +163,15 @@ public enum Planner {
         } else if settings.mode == .sync && inventory.excluded.contains(device.nodeId) {
             entry.action = .remove
             entry.reason = "excluded by RPC"
+        } else if settings.mode == .sync && inventory.sources[device.nodeId] == nil {
+            // Withdrawn by a source set: removed whatever `unsourced` says.
+            if let set = inventory.withdrawn[device.nodeId] {
+                entry.action = .remove
+                entry.reason = "withdrawn by \(set)"
+            } else if settings.unsourced == .remove {
+                entry.action = .remove
+                entry.reason = "no source names it (resolvers.unsourced=remove)"
+            }
         }
         return entry
     }

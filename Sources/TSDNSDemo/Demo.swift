@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import TSDNSConfig
 import TSDNSCore
 import TSDNSRuntime
 import TSDNSServer
@@ -95,7 +96,7 @@ public struct Demo: Sendable {
 
             show("3. The Kubernetes watcher reports coredns-prod, whose node has not registered yet:")
             show("   POST /v1/resolvers {\"node\": \"coredns-prod\", \"source\": \"kubernetes:prod/dns/coredns\"}")
-            let answer = try await rpc.call("POST", "/v1/resolvers", body: ["node": "coredns-prod", "source": "kubernetes:prod/dns/coredns"])
+            let answer = try await rpc.call("POST", "/v1/resolvers", body: RPCWire.AddBody(node: "coredns-prod", source: "kubernetes:prod/dns/coredns"))
             show("   → HTTP \(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
             try await Task.sleep(for: .milliseconds(1500))
             show("   The node registers and connects.")

@@ -11,6 +11,8 @@ public struct ResolvedConfig: Sendable {
     public var apiURL: String
     /// nil only where the command needs none (`watch`, `validate` of a watch config).
     public var credential: Credential?
+    /// What the config asks for that this build does not do; printed by `validate` and `run`.
+    public var warnings: [String] = []
 }
 
 /// Reads the config file, then everything it points to: secret files, referenced files and
@@ -18,6 +20,10 @@ public struct ResolvedConfig: Sendable {
 public struct ConfigLoader: Sendable {
     public static let defaultPath = "/etc/tsdns-reconcile/config.yaml"
     public static let defaultAPIURL = "https://api.tailscale.com"
+    /// A config file larger than this is refused unread.
+    public static let maxConfigSize = 1 << 20
+    /// Secrets and tokens are short; a larger file is a mistake.
+    public static let maxSecretSize = 64 * 1024
 
     public var environment: [String: String]
 
@@ -41,24 +47,43 @@ public struct ConfigLoader: Sendable {
     public func load(path: String, for purpose: Purpose) throws(ConfigError) -> ResolvedConfig {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            let bytes = try BoundedFile.read(path, limit: Self.maxConfigSize)
+            switch BoundedFile.text(bytes) {
+            case .success(let decoded): text = decoded
+            case .failure(let invalid):
+                throw ConfigError([ConfigIssue(file: path, line: nil, path: "", message: "the file is not UTF-8 text (byte \(invalid.offset))")])
+            }
+        } catch let failure as BoundedFile.Failure {
+            throw ConfigError([ConfigIssue(file: path, line: nil, path: "", message: "cannot read the config file: \(failure)")])
+        } catch let error as ConfigError {
+            throw error
         } catch {
-            throw ConfigError([ConfigIssue(file: path, line: nil, path: "", message: "cannot read the config file: \(Self.reason(error))")])
+            throw ConfigError([ConfigIssue(file: path, line: nil, path: "", message: "cannot read the config file: \(error)")])
         }
         let parsed = try ConfigParser.parse(text, file: path)
         var issues: [ConfigIssue] = []
         let config = parsed.config
 
-        // Secret files are checked where they are read, in resolveCredential.
-        var referenced: [(String, String?)] = [
-            ("rpc.tokenFile", config.rpc.tokenFile),
-            ("watch.tokenFile", config.watch.tokenFile),
-        ]
-        for (index, cluster) in config.clusters.enumerated() {
-            referenced.append(("kubernetes.clusters[\(index)].kubeconfig", cluster.kubeconfig))
+        // Secret files are checked where they are read, in resolveCredential; token files
+        // are read the same way, so an empty one is refused here and not by every request.
+        for case let (key, file?) in [("rpc.tokenFile", config.rpc.tokenFile), ("watch.tokenFile", config.watch.tokenFile)] {
+            do {
+                _ = try readSecret(file, key: key, parsed)
+            } catch {
+                issues.append(error.issue)
+            }
         }
-        for case let (key, file?) in referenced where !FileManager.default.isReadableFile(atPath: file) {
-            issues.append(parsed.issue(key, "file \"\(file)\" does not exist or is not readable"))
+        for (index, cluster) in config.clusters.enumerated() {
+            if let file = cluster.kubeconfig, !FileManager.default.isReadableFile(atPath: file) {
+                issues.append(parsed.issue("kubernetes.clusters[\(index)].kubeconfig", "file \"\(file)\" does not exist or is not readable"))
+            }
+        }
+        var warnings: [String] = []
+        if !config.clusters.isEmpty && config.watch.server == nil {
+            warnings.append("\(parsed.issue("kubernetes.clusters", "pull mode is not available in this build yet; these clusters are not read (use ctl add or PUT /v1/sources meanwhile)"))")
+        }
+        if config.healthcheck.probe == .dns {
+            warnings.append("\(parsed.issue("healthcheck.probe", "dns is not available in this build yet; health comes from the control plane only"))")
         }
 
         let needsCredential = purpose == .reconcile || config.watch.server == nil
@@ -84,7 +109,8 @@ public struct ConfigLoader: Sendable {
             file: path,
             tailnet: config.tailscale.tailnet ?? nonEmpty("TAILSCALE_TAILNET") ?? "-",
             apiURL: config.tailscale.apiURL ?? nonEmpty("TAILSCALE_BASE_URL") ?? Self.defaultAPIURL,
-            credential: credential
+            credential: credential,
+            warnings: warnings
         )
     }
 
@@ -135,12 +161,20 @@ public struct ConfigLoader: Sendable {
 
     /// Reads a secret file with surrounding whitespace trimmed; never echoes its content.
     private func readSecret(_ file: String, key: String, _ parsed: ParsedConfig) throws(CredentialIssue) -> String {
-        guard let data = FileManager.default.contents(atPath: file) else {
+        let bytes: [UInt8]
+        do {
+            bytes = try BoundedFile.read(file, limit: Self.maxSecretSize)
+        } catch .missing {
             throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" does not exist or is not readable"), isFromFile: true)
+        } catch {
+            throw CredentialIssue(issue: parsed.issue(key, "cannot read \"\(file)\": \(error)"), isFromFile: true)
         }
-        let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let secret = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !secret.isEmpty else {
-            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" is empty"), isFromFile: true)
+            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" is empty or only whitespace"), isFromFile: true)
+        }
+        guard !secret.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" holds control characters; it must hold one line of text"), isFromFile: true)
         }
         return secret
     }
@@ -148,14 +182,5 @@ public struct ConfigLoader: Sendable {
     private func nonEmpty(_ name: String) -> String? {
         guard let value = environment[name], !value.isEmpty else { return nil }
         return value
-    }
-
-    private static func reason(_ error: Error) -> String {
-        let nsError = error as NSError
-        if nsError.domain == NSCocoaErrorDomain && nsError.code == NSFileReadNoSuchFileError { return "no such file" }
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        return nsError.localizedDescription
     }
 }

@@ -1,28 +1,20 @@
 import Foundation
 import Logging
+import TSDNSConfig
 import TSDNSCore
 import TSDNSTailscale
 
-/// An RPC add for a node that is not in the tailnet, or not healthy, yet.
-public struct PendingAdd: Sendable, Equatable {
-    public var query: String
-    public var source: String
-    public var since: Date
-    public var expires: Date
-}
-
-/// An RPC remove: the node stays out until added again, gone, or `until` passes.
-public struct Exclusion: Sendable, Equatable {
-    public var nodeId: String
-    public var hostname: String
-    public var since: Date
-    public var until: Date
-}
-
 public enum ControllerError: Error, Sendable, CustomStringConvertible {
     case shuttingDown
+    /// More pending adds than the loop keeps (`POST /v1/resolvers` for nodes not there).
+    case tooManyPending(limit: Int)
 
-    public var description: String { "shutting down" }
+    public var description: String {
+        switch self {
+        case .shuttingDown: return "shutting down"
+        case .tooManyPending(let limit): return "\(limit) pending adds are waiting already; no more are kept until some are added or expire"
+        }
+    }
 }
 
 public enum AddOutcome: Sendable {
@@ -43,105 +35,73 @@ public struct Readiness: Sendable {
     public var lastError: String?
 }
 
-/// The inventory state the loop keeps across runs.
-struct LoopState: Sendable {
-    /// Consecutive failed checks by nodeId.
-    var failedChecks: [String: Int] = [:]
-    /// Resolvers added by RPC, with their sources, by nodeId.
-    var manualSources: [String: Set<String>] = [:]
-    var pending: [PendingAdd] = []
-    var exclusions: [String: Exclusion] = [:]
-
-    /// Expires exclusions and pending adds, forgets nodes that left the tailnet, and turns
-    /// pending adds whose node is now healthy into resolvers — unless an operator excluded
-    /// that node after the add was made. Returns whether any pending add was promoted.
-    mutating func housekeeping(_ snapshot: TailnetSnapshot, isHealthy: (Device) -> Bool) -> [String] {
-        let at = snapshot.readAt
-        let present = Set(snapshot.devices.map(\.nodeId))
-        exclusions = exclusions.filter { $0.value.until > at && present.contains($0.key) }
-        manualSources = manualSources.filter { present.contains($0.key) }
-        var promoted: [String] = []
-        var kept: [PendingAdd] = []
-        for add in pending {
-            if case .found(let device) = NodeQuery.resolve(add.query, in: snapshot.devices, isHealthy: isHealthy), isHealthy(device) {
-                if let exclusion = exclusions[device.nodeId], exclusion.since >= add.since { continue }
-                manualSources[device.nodeId, default: []].insert(add.source)
-                exclusions[device.nodeId] = nil
-                promoted.append(add.query)
-            } else if add.expires > at {
-                kept.append(add)
-            }
-        }
-        pending = kept
-        return promoted
-    }
-
-    /// Failed checks after one more check of `devices`: +1 for each unhealthy device, and a
-    /// healthy one starts again from zero.
-    func counting(_ devices: [Device], isHealthy: (Device) -> Bool) -> [String: Int] {
-        var counts: [String: Int] = [:]
-        for device in devices where !isHealthy(device) {
-            counts[device.nodeId] = (failedChecks[device.nodeId] ?? 0) + 1
-        }
-        return counts
-    }
-}
-
-/// The long-running reconciler's state and its one-apply-at-a-time scheduler.
+/// The long-running reconciler: the loop's state and the I/O shell around its scheduler.
 ///
-/// Every trigger (timer, RPC) waits for a run that starts after it arrived. Triggers that
-/// arrive while a run is in flight join one follow-up run per mode; event-triggered runs
-/// start at least `minimumGap` apart, so a storm costs at most one run per gap and never
-/// starves the timers. Reads outside the scheduler (dry runs, RPC adds and removes) are
-/// shared by concurrent callers.
+/// Runs are decided by `RunScheduler` and executed by `work()`, which runs inside the
+/// loop service's `run()`. Reads outside the scheduler (dry runs, RPC adds and removes) are
+/// shared by concurrent callers. Every change to the durable state is written to
+/// `state.file` before the change is acted on.
 public actor Controller {
+    /// `POST /v1/resolvers` keeps at most this many pending adds (source sets do not count).
+    public static let maxPending = 10_000
+
     public nonisolated let config: Config
     public nonisolated let reconciler: Reconciler
     public nonisolated let metrics: ReconcileMetrics
     private let logger: Logger
     private let now: @Sendable () -> Date
-    private let minimumGap: Duration
+    private let clock = ContinuousClock()
+    private let stateFile: StateFile?
     /// Called after every completed run, with its plan (the demo narrates from it).
     private let onRun: (@Sendable (Plan) -> Void)?
 
     private var state = LoopState()
+    /// What `state.file` holds; nil when unknown (a file set aside), so the next change is written.
+    private var saved: LoopState? = LoopState()
     private var last: RunResult?
     private var lastSync: Date?
     private var lastHealthcheck: Date?
     private var everRead = false
-    private var lastError: TailscaleAPIError?
-    private var lastErrorText: String?
+    private var lastError: Error?
 
-    // Scheduling.
-    private struct Batch {
-        var mode: RunMode
-        var event: Bool
-        /// Whether this run counts as a health check for `failureThreshold`: timer runs and
-        /// RPC sync/healthcheck do; the runs of RPC adds and removes do not.
-        var countsAsCheck: Bool
-        var waiters: [CheckedContinuation<Plan, Error>] = []
-    }
-    private var queue: [Batch] = []
-    private var worker: Task<Void, Never>?
-    private var workerIdle: [CheckedContinuation<Void, Never>] = []
-    private var applying = false
-    private var lastEventRun: ContinuousClock.Instant?
+    private var scheduler: RunScheduler<CheckedContinuation<Plan, Error>, ContinuousClock.Instant>
+    private let wake = WakeSignal()
+    /// The run in flight, if any: whether it has sent a write.
+    private var inFlight: WriteProgress?
     private var stopping = false
     private var sharedSnapshot: Task<TailnetSnapshot, Error>?
     private var sharedDevices: Task<[Device], Error>?
 
+    /// Loads `state.file` when the config names one: a corrupt file is set aside and
+    /// logged; a newer format version is refused.
     public init(
         reconciler: Reconciler, metrics: ReconcileMetrics, logger: Logger,
         minimumGap: Duration = .milliseconds(200), now: @escaping @Sendable () -> Date = Date.init,
         onRun: (@Sendable (Plan) -> Void)? = nil
-    ) {
+    ) throws(StateFileError) {
         self.config = reconciler.config
         self.reconciler = reconciler
         self.metrics = metrics
         self.logger = logger
-        self.minimumGap = minimumGap
         self.now = now
         self.onRun = onRun
+        self.scheduler = RunScheduler(minimumGap: minimumGap)
+        self.stateFile = reconciler.config.state.file.map(StateFile.init)
+        if let stateFile {
+            let (loaded, warning) = try stateFile.load(now: now())
+            if let warning { logger.error("\(warning)") }
+            state = loaded
+            saved = warning == nil ? loaded : nil
+            if !loaded.exclusions.isEmpty || !loaded.sourceSets.isEmpty || !loaded.pending.isEmpty || !loaded.manualSources.isEmpty {
+                logger.info("state restored", metadata: [
+                    "file": "\(stateFile.path)",
+                    "exclusions": .stringConvertible(loaded.exclusions.count),
+                    "sourceSets": .stringConvertible(loaded.sourceSets.count),
+                    "pending": .stringConvertible(loaded.pending.count),
+                    "added": .stringConvertible(loaded.manualSources.count),
+                ])
+            }
+        }
     }
 
     private func isHealthy(at date: Date) -> (Device) -> Bool {
@@ -149,21 +109,28 @@ public actor Controller {
         return { $0.health(now: date, staleAfter: staleAfter).isHealthy }
     }
 
+    /// Writes the durable state when it changed. A failed write is logged, never fatal: the
+    /// loop goes on with what it has in memory.
+    private func persist() {
+        guard let stateFile else { return }
+        let durable = state.durable
+        guard durable != saved else { return }
+        do {
+            try stateFile.save(durable, now: now())
+            saved = durable
+        } catch {
+            logger.error("could not write the state file; the change holds until a restart", metadata: ["error": "\(error)"])
+        }
+    }
+
     // MARK: Triggers
 
-    /// Runs (or joins) a reconcile and returns its plan once it has been applied.
-    /// `event` marks RPC triggers, which respect the minimum gap; timers do not.
-    public func trigger(_ mode: RunMode, event: Bool, countsAsCheck: Bool = true) async throws -> Plan {
+    /// Asks for a run and returns its plan once it has been applied.
+    public func trigger(_ trigger: Trigger) async throws -> Plan {
         guard !stopping else { throw ControllerError.shuttingDown }
         return try await withCheckedThrowingContinuation { continuation in
-            if let index = queue.firstIndex(where: { $0.mode == mode }) {
-                queue[index].event = queue[index].event && event
-                queue[index].countsAsCheck = queue[index].countsAsCheck || countsAsCheck
-                queue[index].waiters.append(continuation)
-            } else {
-                queue.append(Batch(mode: mode, event: event, countsAsCheck: countsAsCheck, waiters: [continuation]))
-            }
-            startWorkerIfIdle()
+            scheduler.add(trigger, waiter: continuation)
+            wake.signal()
         }
     }
 
@@ -175,42 +142,38 @@ public actor Controller {
         let healthy = isHealthy(at: snapshot.readAt)
         _ = next.housekeeping(snapshot, isHealthy: healthy)
         next.failedChecks = next.counting(snapshot.devices, isHealthy: healthy)
-        var request = runRequest(mode, next)
+        var request = runRequest(mode, next, snapshot)
         request.dryRun = true
         return reconciler.plan(snapshot, reconciler.inventory(snapshot, request), request)
     }
 
-    private func startWorkerIfIdle() {
-        guard worker == nil, !queue.isEmpty, !stopping else { return }
-        worker = Task { await self.work() }
-    }
-
-    private func work() async {
-        while !stopping, let next = queue.first {
-            if next.event, let previous = lastEventRun, previous + minimumGap > .now {
-                try? await Task.sleep(until: previous + minimumGap)
+    /// The worker: runs what the scheduler decides, one run at a time, until stopped. It
+    /// runs inside the loop service's `run()`; cancelling it abandons a run that is reading.
+    public func work() async {
+        while !stopping && !Task.isCancelled {
+            switch scheduler.next(now: clock.now) {
+            case .idle:
+                await wake.wait()
+            case .wait(let until):
+                // Triggers that arrive meanwhile join the waiting batch.
+                try? await clock.sleep(until: until)
+            case .run(let batch):
+                let result: Result<Plan, Error>
+                do {
+                    result = .success(try await execute(batch.mode, countsAsCheck: batch.countsAsCheck))
+                } catch {
+                    result = .failure(error)
+                }
+                scheduler.finished()
+                for waiter in batch.waiters { waiter.resume(with: result) }
             }
-            // Take the batch only now, so triggers that came during the gap join it.
-            guard !stopping, !Task.isCancelled, !queue.isEmpty else { break }
-            let batch = queue.removeFirst()
-            if batch.event { lastEventRun = .now }
-            let result: Result<Plan, Error>
-            do {
-                result = .success(try await execute(batch.mode, countsAsCheck: batch.countsAsCheck))
-            } catch {
-                result = .failure(error)
-            }
-            for waiter in batch.waiters { waiter.resume(with: result) }
         }
-        worker = nil
-        resumeIdleWaiters()
-        if stopping { failQueued() } else { startWorkerIfIdle() }
+        for waiter in scheduler.drain() { waiter.resume(throwing: ControllerError.shuttingDown) }
     }
 
     // MARK: One run
 
     private func execute(_ mode: RunMode, countsAsCheck: Bool) async throws -> Plan {
-        let clock = ContinuousClock()
         let start = clock.now
         let snapshot: TailnetSnapshot
         do {
@@ -223,57 +186,68 @@ public actor Controller {
         let healthy = isHealthy(at: snapshot.readAt)
         let promoted = state.housekeeping(snapshot, isHealthy: healthy)
         for query in promoted { logger.info("pending resolver is healthy", metadata: ["node": "\(query)"]) }
+        persist()
         var next = state
         // A run that is not a check only forgets the nodes it saw healthy.
         next.failedChecks = countsAsCheck
             ? state.counting(snapshot.devices, isHealthy: healthy)
             : state.failedChecks.filter { id, _ in snapshot.devices.contains { $0.nodeId == id && !healthy($0) } }
-        let request = runRequest(mode, next)
-        applying = true
-        defer { applying = false }
+        let request = runRequest(mode, next, snapshot)
+        let progress = WriteProgress()
+        inFlight = progress
+        defer {
+            inFlight = nil
+            progress.finished()
+        }
         let result: RunResult
         do {
-            result = try await reconciler.run(request, snapshot: snapshot)
+            result = try await reconciler.run(request, snapshot: snapshot, progress: progress)
         } catch {
             record(error, mode: mode)
             throw error
         }
         state.failedChecks = next.failedChecks
+        if mode == .sync {
+            let listed = Set(result.plan.targets.flatMap(\.desired).compactMap { IPAddress($0).flatMap(result.inventory.owner(of:))?.nodeId })
+            state.settleWithdrawals(sources: result.inventory.sources, listed: listed)
+            persist()
+        }
         lastError = nil
-        lastErrorText = nil
         last = result
         let finished = now()
         if mode == .sync { lastSync = finished }
         lastHealthcheck = finished
         metrics.recordRun(mode: mode, plan: result.plan, duration: clock.now - start)
-        metrics.recordInventory(result, pending: state.pending.count, excluded: state.exclusions.count)
+        recordInventoryMetrics()
         metrics.recordSuccess(at: finished)
         logPlan(result.plan)
         onRun?(result.plan)
         // A healthcheck never adds; a pending node that became healthy waits for no timer.
         if !promoted.isEmpty && mode == .healthcheck {
-            Task { _ = try? await self.trigger(.sync, event: true, countsAsCheck: false) }
+            scheduler.add(.change, waiter: nil)
         }
         return result.plan
     }
 
-    private func runRequest(_ mode: RunMode, _ state: LoopState) -> RunRequest {
+    private func runRequest(_ mode: RunMode, _ state: LoopState, _ snapshot: TailnetSnapshot) -> RunRequest {
         RunRequest(
-            mode: mode, dryRun: false, extraSources: state.manualSources,
-            excluded: Set(state.exclusions.keys), failedChecks: state.failedChecks,
+            mode: mode, dryRun: false,
+            extraSources: state.extraSources(snapshot.devices, isHealthy: isHealthy(at: snapshot.readAt)),
+            excluded: Set(state.exclusions.keys), withdrawn: state.withdrawn, failedChecks: state.failedChecks,
             failureThreshold: config.healthcheck.failureThreshold
         )
     }
 
     private func record(_ error: Error, mode: RunMode) {
         metrics.recordFailure(mode: mode)
-        lastErrorText = "\(error)"
-        if let apiError = error as? TailscaleAPIError {
-            lastError = apiError
-            if apiError.isCredentialRejected {
-                logger.error("the Tailscale API rejects the credential; fix it — nothing is written meanwhile", metadata: ["error": "\(apiError)"])
-                return
-            }
+        lastError = error
+        if let apiError = error as? TailscaleAPIError, apiError.isCredentialRejected {
+            logger.error("the Tailscale API rejects the credential; fix it — nothing is written meanwhile", metadata: ["error": "\(apiError)"])
+            return
+        }
+        if case ApplyError.outcomeUnknown = error {
+            logger.warning("run failed after a write was sent", metadata: ["mode": "\(mode.rawValue)", "error": "\(error)"])
+            return
         }
         logger.warning("run failed; nothing was written", metadata: ["mode": "\(mode.rawValue)", "error": "\(error)"])
     }
@@ -283,8 +257,16 @@ public actor Controller {
         for target in plan.targets where !target.entries(.blocked).isEmpty {
             logger.notice("removals held back by a safety rule", metadata: [
                 "target": "\(target.target)",
-                "blocked": "\(target.entries(.blocked).map { "\($0.address) (\($0.ruleDescription ?? ""))" })",
+                "blocked": .array(target.entries(.blocked).map { .string("\($0.address) (\($0.ruleDescription ?? ""))") }),
             ])
+        }
+    }
+
+    private func recordInventoryMetrics() {
+        if let last {
+            metrics.recordInventory(last, pending: state.pending.count, excluded: state.exclusions.count)
+        } else {
+            metrics.recordPendingAndExcluded(pending: state.pending.count, excluded: state.exclusions.count, targets: config.resolvers.targets)
         }
     }
 
@@ -297,7 +279,8 @@ public actor Controller {
         return try await task.value
     }
 
-    /// One devices read shared by every RPC add or remove that asks while it is in flight.
+    /// One devices read shared by every RPC add, remove or source set that asks while it is
+    /// in flight.
     private func sharedDeviceList() async throws -> [Device] {
         if let task = sharedDevices { return try await task.value }
         let task = Task { try await reconciler.client.listDevices() }
@@ -322,14 +305,20 @@ public actor Controller {
             state.exclusions[device.nodeId] = nil
             state.pending.removeAll { $0.query == query }
             state.manualSources[device.nodeId, default: []].insert(source)
-            return .added(try await trigger(.sync, event: true, countsAsCheck: false))
+            persist()
+            return .added(try await trigger(.change))
         case .found(let device):
             state.exclusions[device.nodeId] = nil
             fallthrough
         case .notFound:
             state.pending.removeAll { $0.query == query }
+            guard state.pending.count < Self.maxPending else {
+                persist()
+                throw ControllerError.tooManyPending(limit: Self.maxPending)
+            }
             state.pending.append(PendingAdd(query: query, source: source, since: at, expires: at.addingTimeInterval(config.sync.pendingTTL.seconds)))
-            metrics.recordPendingAndExcluded(pending: state.pending.count, excluded: state.exclusions.count, targets: config.resolvers.targets)
+            persist()
+            recordInventoryMetrics()
             logger.info("resolver pending", metadata: ["node": "\(query)", "source": "\(source)"])
             return .pending
         }
@@ -345,6 +334,7 @@ public actor Controller {
         state.pending.removeAll { $0.query == query }
         switch NodeQuery.resolve(query, in: devices, isHealthy: healthy) {
         case .ambiguous(let candidates):
+            persist()
             return .ambiguous(candidates)
         case .found(let device):
             state.exclusions[device.nodeId] = Exclusion(
@@ -357,68 +347,82 @@ public actor Controller {
                 if case .found(let other) = NodeQuery.resolve(add.query, in: devices, isHealthy: healthy) { return other.nodeId == device.nodeId }
                 return false
             }
+            persist()
             logger.info("resolver excluded", metadata: ["node": "\(query)", "nodeId": "\(device.nodeId)"])
-            return .removed(try await trigger(.sync, event: true, countsAsCheck: false))
+            return .removed(try await trigger(.change))
         case .notFound:
             guard hadPending else { return .notFound }
-            return .removed(try await trigger(.sync, event: true, countsAsCheck: false))
+            persist()
+            return .removed(try await trigger(.change))
         }
+    }
+
+    /// `PUT /v1/sources/{name}`: the set replaces what `name` said before; reads the devices
+    /// afresh and applies. The same set sent again changes nothing and writes nothing.
+    public func replaceSources(_ name: String, members: [SourceSet.Member]) async throws -> Plan {
+        guard !stopping else { throw ControllerError.shuttingDown }
+        let devices = try await sharedDeviceList()
+        let at = now()
+        let before = state.sourceSets[name]?.members
+        state.replaceSourceSet(name, members: members, at: at, devices: devices, isHealthy: isHealthy(at: at))
+        persist()
+        if before != members {
+            logger.info("source set replaced", metadata: [
+                "source": "\(name)", "resolvers": .stringConvertible(members.count),
+                "withdrawn": .array(state.withdrawn.filter { $0.value == name }.keys.sorted().map { .string($0) }),
+            ])
+        }
+        return try await trigger(.change)
     }
 
     // MARK: Views
 
     public var readiness: Readiness {
         // Ready after the first successful read; a rejected credential makes it not ready.
-        let rejected = lastError?.isCredentialRejected ?? false
-        return Readiness(ready: everRead && !rejected, lastError: lastErrorText)
+        let rejected = (lastError as? TailscaleAPIError)?.isCredentialRejected ?? false
+        return Readiness(ready: everRead && !rejected, lastError: lastError.map { "\($0)" })
+    }
+
+    /// Whether the last run failed because the API rejects the credential (503 over RPC:
+    /// the service is unavailable until an operator fixes it).
+    public var credentialRejected: Bool {
+        (lastError as? TailscaleAPIError)?.isCredentialRejected ?? false
     }
 
     public func inventory() -> InventoryView {
         InventoryView(
             result: last, pending: state.pending, exclusions: Array(state.exclusions.values),
-            lastSync: lastSync, lastHealthcheck: lastHealthcheck, lastError: lastErrorText,
+            lastSync: lastSync, lastHealthcheck: lastHealthcheck, lastError: lastError.map { "\($0)" },
             addressFamily: config.resolvers.addressFamily
         )
     }
 
+    /// `GET /v1/sources`, judged against the devices the last run saw.
+    public func sources() -> SourcesView {
+        let devices = last?.inventory.devices ?? []
+        let healthy = isHealthy(at: now())
+        return SourcesView(sources: state.sourceSets.values.sorted { $0.name < $1.name }.map { set in
+            let states = state.states(of: set, devices: devices, isHealthy: healthy)
+            return SourcesView.Item(
+                name: set.name,
+                resolvers: zip(set.members, states).map { SourcesView.Member(node: $0.node, source: $0.source, state: $1) },
+                updated: Timestamp.format(set.updated)
+            )
+        })
+    }
+
     // MARK: Shutdown
 
-    /// Stops taking triggers. A run that is still reading is abandoned (nothing was
-    /// written); one that is writing gets up to `writeGrace` for its answer; queued
-    /// triggers fail with `shuttingDown`.
-    public func shutdown(writeGrace: Duration = .milliseconds(3500)) async {
+    /// Stops taking triggers and fails the queued ones. Returns once the caller may cancel
+    /// the worker: at once when no run is in flight or it is still reading (nothing was
+    /// written), else when its write is answered or `writeGrace` has passed.
+    public func stop(writeGrace: Duration = .seconds(3)) async {
         stopping = true
-        if let worker {
-            if !applying { worker.cancel() }
-            if !(await waitForWorker(upTo: writeGrace)) {
-                logger.warning("a write did not finish in time; abandoning it")
-                worker.cancel()
-                await worker.value
-            }
+        for waiter in scheduler.drain() { waiter.resume(throwing: ControllerError.shuttingDown) }
+        wake.signal()
+        guard let inFlight, inFlight.writeSent else { return }
+        if !(await inFlight.waitForFinish(upTo: writeGrace)) {
+            logger.warning("a write did not get its answer in time; its outcome is unknown and the next start reads the lists again")
         }
-        failQueued()
-    }
-
-    private func waitForWorker(upTo limit: Duration) async -> Bool {
-        guard worker != nil else { return true }
-        let timeout = Task {
-            try? await Task.sleep(for: limit)
-            self.resumeIdleWaiters()
-        }
-        await withCheckedContinuation { workerIdle.append($0) }
-        timeout.cancel()
-        return worker == nil
-    }
-
-    private func resumeIdleWaiters() {
-        let waiters = workerIdle
-        workerIdle = []
-        for waiter in waiters { waiter.resume() }
-    }
-
-    private func failQueued() {
-        let batches = queue
-        queue = []
-        for waiter in batches.flatMap(\.waiters) { waiter.resume(throwing: ControllerError.shuttingDown) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TSDNSCore
 import TSDNSHTTP
 
 /// The client side of the RPC API, for `tsdns-reconcile ctl` (and the demo).
@@ -12,6 +13,8 @@ public struct RPCClient: Sendable {
     public init(server: String, token: String?, timeout: Duration = .seconds(120)) {
         var base = server
         while base.hasSuffix("/") { base.removeLast() }
+        // `127.0.0.1:8053` means the loop's own plain-HTTP listener, not https.
+        if !base.contains("://") { base = "http://" + base }
         self.server = base
         self.token = token
         self.http = HTTPClient(options: HTTPClientOptions(totalTimeout: timeout))
@@ -27,12 +30,12 @@ public struct RPCClient: Sendable {
     }
 
     /// Sends one request; any 2xx is an answer, anything else a `CtlError` that says what to do.
-    public func call(_ method: String, _ path: String, body: [String: Any]? = nil) async throws -> Answer {
+    public func call(_ method: String, _ path: String, body: (any Encodable & Sendable)? = nil) async throws -> Answer {
         var headers = [HTTPHeader("Accept", "application/json")]
         if let token { headers.append(HTTPHeader("Authorization", "Bearer \(token)")) }
         var data: Data?
         if let body {
-            data = try JSONSerialization.data(withJSONObject: body)
+            data = try JSONEncoder().encode(body)
             headers.append(HTTPHeader("Content-Type", "application/json"))
         }
         let response: HTTPResponse
@@ -70,6 +73,26 @@ public enum CtlError: Error, CustomStringConvertible {
     }
 }
 
+/// `ctl sources`: each source set and how its members stand.
+public enum SourcesTable {
+    public static func render(_ body: Data) -> String {
+        guard let view = try? JSONDecoder().decode(SourcesView.self, from: body) else {
+            return String(decoding: body.prefix(2000), as: UTF8.self) + "\n"
+        }
+        guard !view.sources.isEmpty else { return "no source sets\n" }
+        var lines: [String] = []
+        for set in view.sources {
+            let counts = Dictionary(grouping: set.resolvers, by: \.state).mapValues(\.count)
+            let summary = [MemberState.listed, .pending, .excluded].compactMap { state in counts[state].map { "\($0) \(state.rawValue)" } }
+            lines.append("\(TerminalText.escape(set.name)) (updated \(set.updated)): \(set.resolvers.count) resolvers\(summary.isEmpty ? "" : ", " + summary.joined(separator: ", "))")
+            for member in set.resolvers {
+                lines.append("  \(member.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(TerminalText.escape(member.node))  \(TerminalText.escape(member.source))")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
 /// `ctl status`: the inventory as a table an operator can read at a glance.
 public enum InventoryTable {
     public static func render(_ inventory: [String: Any]) -> String {
@@ -90,7 +113,7 @@ public enum InventoryTable {
                 (resolver["excluded"] as? Bool ?? false) ? "no (excluded)" : (resolver["listed"] as? Bool ?? false) ? "yes" : "no",
                 (resolver["sources"] as? [String] ?? []).joined(separator: ", "),
                 resolver["lastSeen"] as? String ?? "-",
-            ])
+            ].map(TerminalText.escape))
         }
         lines.append("")
         if resolvers.isEmpty {
@@ -106,15 +129,15 @@ public enum InventoryTable {
         }
         let pending = inventory["pending"] as? [[String: Any]] ?? []
         lines.append("")
-        lines.append("pending: " + (pending.isEmpty ? "none" : pending.map {
+        lines.append("pending: " + (pending.isEmpty ? "none" : TerminalText.escape(pending.prefix(50).map {
             "\($0["node"] as? String ?? "?") (\($0["source"] as? String ?? "manual"), until \($0["expires"] as? String ?? "?"))"
-        }.joined(separator: "; ")))
+        }.joined(separator: "; ")) + (pending.count > 50 ? "; … and \(pending.count - 50) more" : "")))
         let excluded = inventory["excluded"] as? [[String: Any]] ?? []
-        lines.append("excluded: " + (excluded.isEmpty ? "none" : excluded.map {
+        lines.append("excluded: " + (excluded.isEmpty ? "none" : TerminalText.escape(excluded.map {
             "\($0["node"] as? String ?? "?") (until \($0["until"] as? String ?? "?"))"
-        }.joined(separator: "; ")))
+        }.joined(separator: "; "))))
         lines.append("last sync: \(inventory["lastSync"] as? String ?? "never"), last healthcheck: \(inventory["lastHealthcheck"] as? String ?? "never")")
-        if let error = inventory["lastError"] as? String { lines.append("last error: \(error)") }
+        if let error = inventory["lastError"] as? String { lines.append("last error: \(TerminalText.escape(error))") }
         return lines.joined(separator: "\n") + "\n"
     }
 }

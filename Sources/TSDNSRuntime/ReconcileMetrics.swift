@@ -7,8 +7,27 @@ import TSDNSCore
 public struct ReconcileMetrics: Sendable {
     private let factory: any MetricsFactory
 
+    public static let runResults = ["noop", "applied", "error", "blocked"]
+    public static let resolverStates = ["healthy", "unhealthy", "pending", "excluded"]
+
     public init(factory: any MetricsFactory) {
         self.factory = factory
+    }
+
+    /// Every series of a fixed label set, at 0, so alerts and rates work before the first
+    /// event. `tsdns_healthcheck_total` counts healthcheck-only runs: a sync includes a
+    /// healthcheck and is counted once, in `tsdns_sync_total`.
+    public func exportZeros(targets: [Target]) {
+        for mode in [RunMode.sync, .healthcheck] {
+            for result in Self.runResults {
+                Counter(label: runSeries(mode), dimensions: [("result", result)], factory: factory).increment(by: 0)
+            }
+        }
+        for target in targets {
+            for state in Self.resolverStates { gauge(target, state, 0) }
+        }
+        Gauge(label: "tsdns_last_success_timestamp_seconds", factory: factory).record(0)
+        _ = Timer(label: "tsdns_apply_duration_seconds", factory: factory)
     }
 
     /// A run that completed: `applied` when it wrote, `blocked` when a safety rule held

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TSDNSConfig
 import TSDNSCore
 import TSDNSTailscale
 
@@ -17,6 +18,8 @@ public struct RunRequest: Sendable {
     /// Resolver sources from outside the tailnet's tags, by nodeId (Kubernetes, RPC).
     public var extraSources: [String: Set<String>]
     public var excluded: Set<String>
+    /// Withdrawn by a source set, by nodeId, with the set's name.
+    public var withdrawn: [String: String]
     /// Consecutive failed checks by nodeId, this check included; empty means one each.
     public var failedChecks: [String: Int]
     /// `run --once` remembers nothing between runs, so one failed check is enough.
@@ -24,12 +27,13 @@ public struct RunRequest: Sendable {
 
     public init(
         mode: RunMode, dryRun: Bool, extraSources: [String: Set<String>] = [:], excluded: Set<String> = [],
-        failedChecks: [String: Int] = [:], failureThreshold: Int? = nil
+        withdrawn: [String: String] = [:], failedChecks: [String: Int] = [:], failureThreshold: Int? = nil
     ) {
         self.mode = mode
         self.dryRun = dryRun
         self.extraSources = extraSources
         self.excluded = excluded
+        self.withdrawn = withdrawn
         self.failedChecks = failedChecks
         self.failureThreshold = failureThreshold
     }
@@ -80,6 +84,7 @@ public final class Reconciler: Sendable {
             resolverTags: config.resolvers.tags,
             extraSources: request.extraSources,
             excluded: request.excluded,
+            withdrawn: request.withdrawn,
             failedChecks: request.failedChecks
         )
     }
@@ -94,17 +99,31 @@ public final class Reconciler: Sendable {
             settings.maxRemovals = max(0, allowance - targets.reduce(0) { $0 + $1.entries(.remove).count })
             targets.append(Planner.plan(target: target, current: snapshot.lists[target] ?? [], inventory: inventory, settings: settings))
         }
-        return Plan(tailnet: tailnet, mode: request.mode, dryRun: request.dryRun, targets: targets)
+        return Plan(tailnet: displayName(snapshot.devices), mode: request.mode, dryRun: request.dryRun, targets: targets)
     }
 
-    /// Reads (unless given a fresh snapshot), plans and applies.
-    public func run(_ request: RunRequest, snapshot given: TailnetSnapshot? = nil) async throws -> RunResult {
+    /// The tailnet as plans name it: the configured name, or for "-" the MagicDNS suffix the
+    /// devices share (`dns-1.tail1234.ts.net` → `tail1234.ts.net`).
+    func displayName(_ devices: [Device]) -> String {
+        guard tailnet == "-" else { return tailnet }
+        for device in devices where device.isExternal != true {
+            let name = device.name.hasSuffix(".") ? String(device.name.dropLast()) : device.name
+            if let dot = name.firstIndex(of: "."), name.index(after: dot) < name.endIndex {
+                return String(name[name.index(after: dot)...])
+            }
+        }
+        return tailnet
+    }
+
+    /// Reads (unless given a fresh snapshot), plans and applies. `progress` learns when the
+    /// first write is sent, for whoever may have to stop the run.
+    public func run(_ request: RunRequest, snapshot given: TailnetSnapshot? = nil, progress: WriteProgress? = nil) async throws -> RunResult {
         let snapshot: TailnetSnapshot
         if let given { snapshot = given } else { snapshot = try await read() }
         let inventory = inventory(snapshot, request)
         let plan = plan(snapshot, inventory, request)
         let settings = config.planSettings(mode: request.mode, failureThreshold: request.failureThreshold)
-        let applier = Applier(client: client, logger: logger, dryRun: request.dryRun)
+        let applier = Applier(client: client, logger: logger, dryRun: request.dryRun, progress: progress)
         let applied = try await applier.apply(plan) { target, current in
             // A list planned again keeps what the other lists left of the allowance.
             var adjusted = settings
@@ -123,6 +142,22 @@ struct Applier: Sendable {
     let client: TailscaleClient
     let logger: Logger
     let dryRun: Bool
+    var progress: WriteProgress? = nil
+
+    /// Sends one write. Once it is sent, a failure without an answer (a timeout, an empty
+    /// reply, a stop) leaves its outcome unknown: the API may have applied it.
+    @discardableResult
+    private func write<T: Sendable>(_ target: String, _ operation: () async throws -> T) async throws -> T {
+        progress?.sending()
+        do {
+            return try await operation()
+        } catch let error as TailscaleAPIError {
+            if case .transient = error { throw ApplyError.outcomeUnknown(target: target, reason: error.description) }
+            throw error
+        } catch is CancellationError {
+            throw ApplyError.outcomeUnknown(target: target, reason: "the run was stopped before the API answered")
+        }
+    }
 
     func apply(_ plan: Plan, replan: (Target, [String]) -> TargetPlan) async throws -> Plan {
         guard !dryRun, plan.changed else { return plan }
@@ -149,7 +184,7 @@ struct Applier: Sendable {
             let desired = targets[index].desired
             // The planner never empties the global list; this guard makes it impossible.
             guard !desired.isEmpty else { throw ApplyError.refusedEmptyGlobalList }
-            let written = try await client.setNameservers(desired)
+            let written = try await write("global") { try await client.setNameservers(desired) }
             if written != desired {
                 logger.warning("the API holds a different global list than was written", metadata: ["written": "\(desired)", "holds": "\(written)"])
             }
@@ -162,7 +197,7 @@ struct Applier: Sendable {
             }
         }
         if !splitChanges.isEmpty {
-            try await client.updateSplitDNS(splitChanges)
+            try await write("split-DNS") { try await client.updateSplitDNS(splitChanges) }
             for index in changed where targets[index].changed {
                 if case .splitDNS = targets[index].target { logApplied(targets[index]) }
             }
@@ -192,10 +227,14 @@ func splitEntry(_ map: [String: [String]], _ domain: String) -> (key: String, li
 
 public enum ApplyError: Error, CustomStringConvertible {
     case refusedEmptyGlobalList
+    /// A write was sent and no answer came: the next run reads the lists again.
+    case outcomeUnknown(target: String, reason: String)
 
     public var description: String {
         switch self {
         case .refusedEmptyGlobalList: return "refused to write an empty global nameserver list (it would turn MagicDNS off)"
+        case .outcomeUnknown(let target, let reason):
+            return "the \(target) write was sent but its outcome is unknown (\(reason)); the next run reads the lists again"
         }
     }
 }

@@ -10,18 +10,34 @@ import TSDNSCore
 import TSDNSRuntime
 import TSDNSTailscale
 
+public enum DaemonError: Error, CustomStringConvertible {
+    /// The RPC listener could not be opened (port in use, not permitted): nothing was read
+    /// or written.
+    case listen(address: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .listen(let address, let reason):
+            return "cannot listen on \(address) (rpc.listen): \(reason); is another tsdns-reconcile running? Nothing was read or written."
+        }
+    }
+}
+
 /// `tsdns-reconcile run` without `--once`: the reconcile loop and the RPC listener in one
-/// ServiceGroup. On SIGTERM/SIGINT the loop stops first (a write in flight finishes), then
+/// ServiceGroup. The listener opens first; the loop's first API request waits for it. On
+/// SIGTERM/SIGINT/SIGQUIT the loop stops first (a write in flight gets its answer), then
 /// the listener closes.
 public final class Daemon: Sendable {
     public let controller: Controller
     public let registry: PrometheusCollectorRegistry
     private let group: ServiceGroup
     private let listening: ListenSignal
+    private let listenAddress: String
 
     /// - Parameters:
-    ///   - signals: whether SIGTERM/SIGINT stop it (the CLI) or only `shutdown()` (tests).
+    ///   - signals: whether SIGTERM/SIGINT/SIGQUIT stop it (the CLI) or only `shutdown()` (tests).
     ///   - minimumGap: the least time between two event-triggered runs.
+    /// - Throws: `StateFileError` when `state.file` was written by a newer release.
     public init(
         config: Config, tailnet: String, apiURL: String, credential: Credential,
         logger: Logger, signals: Bool = true, retry: RetryPolicy = RetryPolicy(),
@@ -30,6 +46,7 @@ public final class Daemon: Sendable {
     ) throws {
         let registry = PrometheusCollectorRegistry()
         let metrics = ReconcileMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        metrics.exportZeros(targets: config.resolvers.targets)
         // Short attempts: a hung API is retried soon, so the loop notices an outage's end.
         let client = TailscaleClient(
             baseURL: apiURL, tailnet: tailnet, credential: credential,
@@ -37,13 +54,13 @@ public final class Daemon: Sendable {
             onResponse: { metrics.recordAPIResponse(api: "tailscale", code: $0) }
         )
         let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger)
-        let controller = Controller(reconciler: reconciler, metrics: metrics, logger: logger, minimumGap: minimumGap, onRun: onRun)
+        let controller = try Controller(reconciler: reconciler, metrics: metrics, logger: logger, minimumGap: minimumGap, onRun: onRun)
         let listening = ListenSignal()
         var services: [any Service] = []
         if let address = ListenAddress(config.rpc.listen) {
             let handler = RPCHandler(
                 controller: controller, registry: registry,
-                token: config.rpc.tokenFile.map(TokenFile.init), logger: logger
+                token: config.rpc.tokenFile.map(TokenFile.init), allowedHosts: config.rpc.allowedHosts, logger: logger
             )
             let app = Application(
                 responder: CallbackResponder<BasicRequestContext> { request, _ in await handler.respond(request) },
@@ -60,10 +77,13 @@ public final class Daemon: Sendable {
             listening.set(nil)
         }
         // Graceful shutdown runs in reverse order: the loop first, then the listener.
-        services.append(ReconcileLoop(controller: controller, logger: logger, maxRetryDelay: maxRetryDelay))
+        services.append(ReconcileLoop(
+            controller: controller, logger: logger, maxRetryDelay: maxRetryDelay,
+            listenerReady: { [listening] in _ = await listening.wait() }
+        ))
         var configuration = ServiceGroupConfiguration(
             services: services,
-            gracefulShutdownSignals: signals ? [.sigterm, .sigint] : [],
+            gracefulShutdownSignals: signals ? [.sigterm, .sigint, .sigquit] : [],
             logger: logger
         )
         configuration.maximumGracefulShutdownDuration = .seconds(4)
@@ -71,13 +91,21 @@ public final class Daemon: Sendable {
         self.controller = controller
         self.registry = registry
         self.listening = listening
+        self.listenAddress = config.rpc.listen
     }
 
-    /// Runs until shut down. Never throws for API trouble: that is logged and retried.
+    /// Runs until shut down. Never throws for API trouble (that is logged and retried);
+    /// throws `DaemonError.listen` when the listener cannot be opened.
     public func run() async throws {
         // Whoever waits for the port is answered even if the listener never came up.
         defer { listening.set(nil) }
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            // The loop never throws: a failure of the group is the listener's.
+            let reason = "\(error)".replacingOccurrences(of: "bind(descriptor:ptr:bytes:): ", with: "")
+            throw DaemonError.listen(address: listenAddress, reason: reason)
+        }
     }
 
     /// The RPC listener's port once it is bound (nil when `rpc.listen` is "").
@@ -105,14 +133,19 @@ final class ListenSignal: Sendable {
         for waiter in waiters { waiter.resume(returning: port) }
     }
 
+    /// The port, or nil when there is none; cancelling the waiting task ends the wait.
     func wait() async -> Int? {
-        await withCheckedContinuation { continuation in
-            let ready: Int?? = state.withLock { state in
-                if let port = state.port { return .some(port) }
-                state.waiters.append(continuation)
-                return nil
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready: Int?? = state.withLock { state in
+                    if let port = state.port { return .some(port) }
+                    state.waiters.append(continuation)
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
             }
-            if let ready { continuation.resume(returning: ready) }
+        } onCancel: {
+            set(nil)
         }
     }
 }

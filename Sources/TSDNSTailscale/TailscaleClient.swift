@@ -26,9 +26,7 @@ public struct RetryPolicy: Sendable {
 
     /// The wait before attempt `attempt + 1`: full exponential step, then 50–100 % of it.
     public func delay(afterAttempt attempt: Int) -> Duration {
-        let exponential = baseDelay * (1 << min(attempt - 1, 20))
-        let capped = min(exponential, maxDelay)
-        return capped * Double.random(in: 0.5...1.0)
+        Backoff(base: baseDelay, max: maxDelay).delay(after: attempt)
     }
 }
 
@@ -220,10 +218,10 @@ public final class TailscaleClient: Sendable {
             }
             let wait = retryAfter ?? retry.delay(afterAttempt: attempt)
             guard attempt < retry.maxAttempts, clock.now + wait + .milliseconds(100) < deadline else {
-                throw TailscaleAPIError.transient("\(failure) (gave up after \(attempt) attempts)")
+                throw TailscaleAPIError.transient("\(failure) (gave up after \(attempt) \(attempt == 1 ? "attempt" : "attempts"))")
             }
             logger.warning("Tailscale API request failed; retrying", metadata: [
-                "error": "\(failure)", "attempt": "\(attempt)", "retryIn": "\(wait)",
+                "error": "\(failure)", "attempt": .stringConvertible(attempt), "retryIn": "\(DurationText.brief(wait))",
             ])
             try await Task.sleep(for: wait)
         }

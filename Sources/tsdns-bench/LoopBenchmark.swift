@@ -1,4 +1,5 @@
 import Foundation
+import TSDNSConfig
 import TSDNSCore
 import TSDNSRuntime
 import TSDNSSimulator
@@ -55,7 +56,7 @@ func loopBenchmark(binary: String, minutes: Double, requestsPerSecond: Int) asyn
     for round in 0..<200 {
         let node = churn[round % churn.count]
         let start = clock.now
-        let answer = try await rpc.call("POST", "/v1/resolvers", body: ["node": node.hostname])
+        let answer = try await rpc.call("POST", "/v1/resolvers", body: RPCWire.AddBody(node: node.hostname))
         let answered = clock.now
         guard answer.status == 200,
               let write = tailnet.requests.last(where: { $0.isMutating && $0.body.contains(node.addresses[0]) && $0.at >= start }) else {
@@ -82,12 +83,12 @@ func loopBenchmark(binary: String, minutes: Double, requestsPerSecond: Int) asyn
     var nextSample = clock.now + .seconds(10)
     while clock.now < end {
         let node = churn[(sent / 10) % churn.count]
-        let call: (String, String, [String: Any]?)
+        let call: (String, String, (any Encodable & Sendable)?)
         switch sent % 10 {
-        case 0: call = ("POST", "/v1/resolvers", ["node": node.hostname])
+        case 0: call = ("POST", "/v1/resolvers", RPCWire.AddBody(node: node.hostname))
         case 5: call = ("DELETE", "/v1/resolvers/\(node.hostname)", nil)
         case 3: call = ("POST", "/v1/sync", nil)
-        case 7: call = ("POST", "/v1/healthcheck", ["dryRun": true])
+        case 7: call = ("POST", "/v1/healthcheck", RPCWire.RunBody(dryRun: true))
         case 9: call = ("GET", "/metrics", nil)
         default: call = ("GET", "/v1/inventory", nil)
         }

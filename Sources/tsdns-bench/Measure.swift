@@ -1,4 +1,5 @@
 import Foundation
+import TSDNSConfig
 import TSDNSCore
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import Foundation
+import TSDNSConfig
 import TSDNSCore
 import TSDNSSimulator
 

@@ -7,7 +7,7 @@ struct CtlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
         abstract: "Talk to a running `tsdns-reconcile run` over its RPC API.",
-        subcommands: [Status.self, Sync.self, Healthcheck.self, Add.self, Remove.self]
+        subcommands: [Status.self, Sources.self, Sync.self, Healthcheck.self, Add.self, Remove.self]
     )
 
     enum Output: String, ExpressibleByArgument, CaseIterable {
@@ -35,7 +35,7 @@ struct CtlCommand: AsyncParsableCommand {
 
         /// Runs one call and prints its answer; failures print what to do and exit 1.
         func perform(
-            _ root: TSDNSReconcile, _ ctl: CtlCommand, _ method: String, _ path: String, body: [String: Any]? = nil,
+            _ root: TSDNSReconcile, _ ctl: CtlCommand, _ method: String, _ path: String, body: (any Encodable & Sendable)? = nil,
             text: (RPCClient.Answer) -> String
         ) async throws {
             _ = global.bootstrap(root)
@@ -68,7 +68,10 @@ struct CtlCommand: AsyncParsableCommand {
     }
 
     static func planText(_ answer: RPCClient.Answer) -> String {
-        answer.object?["text"] as? String ?? String(decoding: answer.body, as: UTF8.self) + "\n"
+        guard let plan = try? JSONDecoder().decode(RPCWire.PlanAnswer.self, from: answer.body) else {
+            return String(decoding: answer.body, as: UTF8.self) + "\n"
+        }
+        return plan.plan.dryRun ? "dry run: nothing was written\n" + plan.text : plan.text
     }
 
     struct Status: AsyncParsableCommand {
@@ -82,6 +85,17 @@ struct CtlCommand: AsyncParsableCommand {
         }
     }
 
+    struct Sources: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the source sets (PUT /v1/sources) and how each member stands.")
+        @OptionGroup var leaf: Leaf
+        @ParentCommand var ctl: CtlCommand
+        @ParentCommand var root: TSDNSReconcile
+
+        func run() async throws {
+            try await leaf.perform(root, ctl, "GET", "/v1/sources") { SourcesTable.render($0.body) }
+        }
+    }
+
     struct Sync: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Run a sync now and print its plan.")
         @OptionGroup var leaf: Leaf
@@ -90,7 +104,7 @@ struct CtlCommand: AsyncParsableCommand {
         @Flag(help: "Plan only; write nothing.") var dryRun = false
 
         func run() async throws {
-            try await leaf.perform(root, ctl, "POST", "/v1/sync", body: ["dryRun": dryRun], text: CtlCommand.planText)
+            try await leaf.perform(root, ctl, "POST", "/v1/sync", body: RPCWire.RunBody(dryRun: dryRun), text: CtlCommand.planText)
         }
     }
 
@@ -102,7 +116,7 @@ struct CtlCommand: AsyncParsableCommand {
         @Flag(help: "Plan only; write nothing.") var dryRun = false
 
         func run() async throws {
-            try await leaf.perform(root, ctl, "POST", "/v1/healthcheck", body: ["dryRun": dryRun], text: CtlCommand.planText)
+            try await leaf.perform(root, ctl, "POST", "/v1/healthcheck", body: RPCWire.RunBody(dryRun: dryRun), text: CtlCommand.planText)
         }
     }
 
@@ -111,14 +125,12 @@ struct CtlCommand: AsyncParsableCommand {
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile
-        @Argument(help: "The node.") var node: String
-        @Option(help: "Where the request comes from, e.g. kubernetes:prod/dns/coredns.") var source: String?
+        @Argument(help: "The node: an IP address, hostname, MagicDNS name, nodeId or id.") var node: String
+        @Option(help: "Why it is a resolver, shown in plans (default: manual), e.g. kubernetes:prod/dns/coredns.") var source: String?
 
         func run() async throws {
-            var body: [String: Any] = ["node": node]
-            if let source { body["source"] = source }
             let node = node
-            try await leaf.perform(root, ctl, "POST", "/v1/resolvers", body: body) { answer in
+            try await leaf.perform(root, ctl, "POST", "/v1/resolvers", body: RPCWire.AddBody(node: node, source: source)) { answer in
                 answer.status == 202
                     ? "\(node) is pending: it is added once it is in the tailnet and healthy (retried until sync.pendingTTL)\n"
                     : CtlCommand.planText(answer)
@@ -131,7 +143,7 @@ struct CtlCommand: AsyncParsableCommand {
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile
-        @Argument(help: "The node.") var node: String
+        @Argument(help: "The node: an IP address, hostname, MagicDNS name, nodeId or id.") var node: String
 
         func run() async throws {
             let encoded = node.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? node

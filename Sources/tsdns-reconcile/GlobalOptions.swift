@@ -11,7 +11,7 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 /// `--log-level` and `--log-format`, accepted before the subcommand or after it. Logs go to
 /// standard error; standard output carries only the command's result.
 struct GlobalOptions: ParsableArguments {
-    @Option(help: "trace, debug, info, notice, warning or error (default: info).")
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default: info).")
     var logLevel: Logger.Level?
 
     @Option(help: "text or json, one JSON object per line (default: text).")

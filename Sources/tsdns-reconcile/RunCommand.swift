@@ -6,6 +6,7 @@ import TSDNSCore
 import TSDNSRuntime
 import TSDNSServer
 import TSDNSTailscale
+import UnixSignals
 
 extension OutputFormat: ExpressibleByArgument {}
 
@@ -37,55 +38,134 @@ struct RunCommand: AsyncParsableCommand {
         do {
             resolved = try loader.load(path: loader.path(config), for: .reconcile)
         } catch {
-            printError(error.description)
+            fail(error.description)
             throw Exit.configError
         }
-        if resolved.config.healthcheck.probe == .dns {
-            logger.warning("healthcheck.probe: dns is not implemented in this build; health comes from the control plane only")
-        }
+        for warning in resolved.warnings { logger.warning("\(warning)") }
         guard once || dryRun else {
             try await runLoop(resolved, logger: logger)
             return
         }
+        try await runOnce(resolved, logger: logger)
+    }
+
+    /// An error for whoever reads the output: `{"error": ...}` on stdout with `--output
+    /// json` (a script parses it), one line on stderr otherwise.
+    private func fail(_ message: String) {
+        if output == .json {
+            let data = (try? JSONEncoder().encode(["error": message])) ?? Data()
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            printError("error: \(message)")
+        }
+    }
+
+    private enum OnceOutcome: Sendable {
+        case finished(RunResult)
+        case failed(Error)
+        case signal(String)
+    }
+
+    /// One sync. SIGTERM, SIGINT or SIGHUP stop it like the loop stops: a run still reading
+    /// is abandoned (nothing written), a write in flight gets up to 3 s for its answer and
+    /// its plan is printed; exit 0 either way.
+    private func runOnce(_ resolved: ResolvedConfig, logger: Logger) async throws {
         let client = TailscaleClient(
             baseURL: resolved.apiURL, tailnet: resolved.tailnet, credential: resolved.credential!,
             logger: logger
         )
         let reconciler = Reconciler(client: client, config: resolved.config, tailnet: resolved.tailnet, logger: logger)
-        let result: RunResult
-        do {
-            result = try await reconciler.run(RunRequest(mode: .sync, dryRun: dryRun, failureThreshold: 1))
-        } catch {
-            logger.error("run failed; nothing was written after the failure", metadata: ["error": "\(error)"])
-            printError("error: \(error)")
-            throw Exit.failure
+        let request = RunRequest(mode: .sync, dryRun: dryRun, failureThreshold: 1)
+        let progress = WriteProgress()
+        unblockStopSignals()
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+        var stoppedBy: String?
+        let outcome: OnceOutcome = await withTaskGroup(of: OnceOutcome?.self) { group in
+            group.addTask {
+                do { return .finished(try await reconciler.run(request, progress: progress)) } catch { return .failed(error) }
+            }
+            group.addTask {
+                for await signal in signals { return .signal("\(signal)") }
+                return nil
+            }
+            var outcome: OnceOutcome = .failed(CancellationError())
+            while let next = await group.next() {
+                guard let next else { continue }
+                if case .signal(let name) = next {
+                    stoppedBy = name
+                    logger.notice("stopping", metadata: ["signal": "\(name)", "writeSent": .stringConvertible(progress.writeSent)])
+                    if !progress.writeSent {
+                        group.cancelAll()
+                    } else if !(await progress.waitForFinish(upTo: .seconds(3))) {
+                        group.cancelAll()
+                    }
+                    continue
+                }
+                outcome = next
+                group.cancelAll()
+            }
+            return outcome
         }
-        print(PlanRenderer.render(result.plan, as: output), terminator: "")
-        if dryRun && result.plan.changed { throw Exit.changesPending }
+        switch outcome {
+        case .finished(let result):
+            print(PlanRenderer.render(result.plan, as: output), terminator: "")
+            if stoppedBy == nil && dryRun && result.plan.changed { throw Exit.changesPending }
+        case .failed(let error):
+            if let stoppedBy {
+                let written = progress.writeSent ? "a write was sent; its outcome is unknown and the next run reads the lists again" : "nothing was written"
+                logger.notice("stopped before the run finished", metadata: ["signal": "\(stoppedBy)", "outcome": "\(written)"])
+                if output == .json { fail("stopped by \(stoppedBy): \(written)") }
+                return
+            }
+            fail("\(error)")
+            throw Exit.failure
+        case .signal:
+            return
+        }
     }
 
-    /// The long-running loop: until SIGTERM/SIGINT, then exit 0.
-    private func runLoop(_ resolved: ResolvedConfig, logger: Logger) async throws {
-        // A parent (a container runtime, a test harness) may have left SIGTERM/SIGINT
-        // blocked; the graceful stop depends on receiving them.
+    /// A parent (a container runtime, a test harness) may have left the stop signals
+    /// blocked; the graceful stop depends on receiving them.
+    private func unblockStopSignals() {
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_UNBLOCK, &signals, nil)
-        let daemon = try Daemon(
-            config: resolved.config, tailnet: resolved.tailnet, apiURL: resolved.apiURL,
-            credential: resolved.credential!, logger: logger
-        )
+    }
+
+    /// The long-running loop: until SIGTERM/SIGINT/SIGQUIT, then exit 0. SIGHUP is logged
+    /// and ignored (a config reload is not supported).
+    private func runLoop(_ resolved: ResolvedConfig, logger: Logger) async throws {
+        unblockStopSignals()
+        let daemon: Daemon
+        do {
+            daemon = try Daemon(
+                config: resolved.config, tailnet: resolved.tailnet, apiURL: resolved.apiURL,
+                credential: resolved.credential!, logger: logger
+            )
+        } catch {
+            fail("\(error)")
+            throw Exit.configError
+        }
         logger.info("tsdns-reconcile running", metadata: [
             "healthcheck": "\(DurationText.format(resolved.config.healthcheck.interval))",
             "sync": "\(DurationText.format(resolved.config.sync.interval))",
             "rpc": "\(resolved.config.rpc.listen.isEmpty ? "disabled" : resolved.config.rpc.listen)",
+            "stateFile": "\(resolved.config.state.file ?? "none")",
         ])
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
-            try await daemon.run()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in hangups {
+                        logger.notice("SIGHUP ignored: the config is not reloaded; restart to apply a new one")
+                    }
+                }
+                try await daemon.run()
+                group.cancelAll()
+            }
         } catch {
-            logger.critical("stopped", metadata: ["error": "\(error)"])
+            fail("\(error)")
             throw Exit.failure
         }
         logger.info("stopped")

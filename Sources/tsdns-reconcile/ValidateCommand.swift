@@ -16,12 +16,14 @@ struct ValidateCommand: AsyncParsableCommand {
     func run() async throws {
         _ = global.bootstrap(root)
         let loader = ConfigLoader()
+        let resolved: ResolvedConfig
         do {
-            _ = try loader.load(path: loader.path(config), for: .validate)
+            resolved = try loader.load(path: loader.path(config), for: .validate)
         } catch {
             printError(error.description)
             throw Exit.configError
         }
+        for warning in resolved.warnings { printError("warning: \(warning)") }
         print("config OK")
     }
 }

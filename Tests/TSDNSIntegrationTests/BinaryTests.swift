@@ -84,7 +84,7 @@ struct BinaryTests {
         defer { dir.remove() }
         let result = try await Binary.run(["run", "--once", "--config", dir.config])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout.contains("target global (tailnet -)"))
+        #expect(result.stdout.contains("target global (tailnet tail0sim.ts.net)"))
         #expect(result.stdout.contains("  + 100.64.0.3   dns-3             healthy, tag:dns"))
         #expect(result.stdout.contains("  - 100.64.0.2   dns-2             not connected since"))
         #expect(result.stdout.contains("2 changes: 1 to add, 1 to remove, 0 blocked"))

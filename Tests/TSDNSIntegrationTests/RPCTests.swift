@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TSDNSConfig
 import TSDNSCore
 import TSDNSHTTP
 import TSDNSSimulator

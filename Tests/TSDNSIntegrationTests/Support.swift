@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TSDNSConfig
 import TSDNSCore
 import TSDNSHTTP
 import TSDNSRuntime

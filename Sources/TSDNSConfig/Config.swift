@@ -1,4 +1,6 @@
-/// The configuration file's model (CONTRACT §3), with the documented defaults.
+import TSDNSCore
+
+/// The configuration file's model (README "Configuration"), with the documented defaults.
 /// Secrets are not held here: only where to read them from.
 public struct Config: Sendable, Equatable {
     public struct Tailscale: Sendable, Equatable {
@@ -20,6 +22,7 @@ public struct Config: Sendable, Equatable {
         public var addressFamily: AddressFamily = .ipv4
         public var global = true
         public var splitDNS: [String] = []
+        public var unsourced: Unsourced = .keep
         public init() {}
 
         public var targets: [Target] {
@@ -31,11 +34,33 @@ public struct Config: Sendable, Equatable {
         case none, dns
     }
 
+    public enum DNSQueryType: String, Sendable, CaseIterable {
+        case A, AAAA, NS, SOA, TXT
+    }
+
+    public enum DNSTransport: String, Sendable, CaseIterable {
+        case udp, tcp
+    }
+
+    /// The query `probe: dns` sends to each resolver address.
+    public struct DNSProbe: Sendable, Equatable {
+        public var name = "."
+        public var type: DNSQueryType = .NS
+        public var port = 53
+        public var timeout: Duration = .seconds(2)
+        public var transport: DNSTransport = .udp
+        public var proxy = ""
+        public var concurrency = 32
+        public init() {}
+    }
+
     public struct Healthcheck: Sendable, Equatable {
         public var interval: Duration = .seconds(30)
         public var staleAfter: Duration = .seconds(300)
         public var failureThreshold = 1
+        public var successThreshold = 1
         public var probe: Probe = .none
+        public var dns = DNSProbe()
         public init() {}
     }
 
@@ -67,6 +92,15 @@ public struct Config: Sendable, Equatable {
     public struct RPC: Sendable, Equatable {
         public var listen = "127.0.0.1:8053"
         public var tokenFile: String?
+        /// Host header names accepted besides IP literals and localhost.
+        public var allowedHosts: [String] = []
+        public var maxConnections = 256
+        public init() {}
+    }
+
+    public struct State: Sendable, Equatable {
+        /// Where the loop keeps exclusions, RPC adds, pending adds and source sets; nil = memory only.
+        public var file: String?
         public init() {}
     }
 
@@ -74,6 +108,9 @@ public struct Config: Sendable, Equatable {
         public var cluster: String?
         public var server: String?
         public var tokenFile: String?
+        public var resyncInterval: Duration = .seconds(60)
+        public var proxy = ""
+        public var listen = ""
         public init() {}
     }
 
@@ -84,6 +121,7 @@ public struct Config: Sendable, Equatable {
     public var safety = Safety()
     public var clusters: [Cluster] = []
     public var rpc = RPC()
+    public var state = State()
     public var watch = Watch()
     public init() {}
 
@@ -94,38 +132,8 @@ public struct Config: Sendable, Equatable {
             failureThreshold: failureThreshold ?? healthcheck.failureThreshold,
             minResolvers: safety.minResolvers,
             maxRemovals: safety.maxRemovals,
-            protect: safety.protect
+            protect: safety.protect,
+            unsourced: resolvers.unsourced
         )
-    }
-}
-
-/// Go/Kubernetes-style durations: `90s`, `5m`, `1h30m`, `1.5h`, `250ms`.
-public enum DurationText {
-    public static func parse(_ text: String) -> Duration? {
-        // Longer units first, so "ms" is not read as "m".
-        let units: [(String, Double)] = [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("h", 3600), ("m", 60), ("s", 1)]
-        var rest = Substring(text)
-        guard !rest.isEmpty else { return nil }
-        if rest == "0" { return .zero }
-        var total = 0.0
-        while !rest.isEmpty {
-            let number = rest.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-            guard !number.isEmpty, let value = Double(number) else { return nil }
-            rest = rest.dropFirst(number.count)
-            guard let unit = units.first(where: { rest.hasPrefix($0.0) }) else { return nil }
-            rest = rest.dropFirst(unit.0.count)
-            total += value * unit.1
-        }
-        guard total * 1e9 < Double(Int64.max) else { return nil }
-        return .nanoseconds(Int64((total * 1e9).rounded()))
-    }
-
-    public static func format(_ duration: Duration) -> String {
-        var seconds = Int(duration.components.seconds)
-        var text = ""
-        if seconds >= 3600 { text += "\(seconds / 3600)h"; seconds %= 3600 }
-        if seconds >= 60 { text += "\(seconds / 60)m"; seconds %= 60 }
-        if seconds > 0 || text.isEmpty { text += "\(seconds)s" }
-        return text
     }
 }
