@@ -250,6 +250,8 @@ private final class Transfer: @unchecked Sendable {
         switch request.method {
         case "GET": _ = tsdns_curl_setopt_long(curl, CURLOPT_HTTPGET, 1)
         case "POST": _ = tsdns_curl_setopt_long(curl, CURLOPT_POST, 1)
+        // A HEAD answer has a Content-Length and no body: curl must not wait for one.
+        case "HEAD": _ = tsdns_curl_setopt_long(curl, CURLOPT_NOBODY, 1)
         default: _ = tsdns_curl_setopt_string(curl, CURLOPT_CUSTOMREQUEST, request.method)
         }
         let body = request.body ?? Data()

@@ -43,7 +43,7 @@ public struct Readiness: Sendable {
 /// `state.file` before the change is acted on.
 public actor Controller {
     /// `POST /v1/resolvers` keeps at most this many pending adds (source sets do not count).
-    public static let maxPending = 10_000
+    public nonisolated let maxPending: Int
 
     public nonisolated let config: Config
     public nonisolated let reconciler: Reconciler
@@ -76,9 +76,10 @@ public actor Controller {
     /// logged; a newer format version is refused.
     public init(
         reconciler: Reconciler, metrics: ReconcileMetrics, logger: Logger,
-        minimumGap: Duration = .milliseconds(200), now: @escaping @Sendable () -> Date = Date.init,
+        minimumGap: Duration = .milliseconds(200), maxPending: Int = 10_000, now: @escaping @Sendable () -> Date = Date.init,
         onRun: (@Sendable (Plan) -> Void)? = nil
     ) throws(StateFileError) {
+        self.maxPending = maxPending
         self.config = reconciler.config
         self.reconciler = reconciler
         self.metrics = metrics
@@ -312,9 +313,9 @@ public actor Controller {
             fallthrough
         case .notFound:
             state.pending.removeAll { $0.query == query }
-            guard state.pending.count < Self.maxPending else {
+            guard state.pending.count < maxPending else {
                 persist()
-                throw ControllerError.tooManyPending(limit: Self.maxPending)
+                throw ControllerError.tooManyPending(limit: maxPending)
             }
             state.pending.append(PendingAdd(query: query, source: source, since: at, expires: at.addingTimeInterval(config.sync.pendingTTL.seconds)))
             persist()

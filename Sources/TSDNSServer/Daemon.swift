@@ -41,7 +41,8 @@ public final class Daemon: Sendable {
     public init(
         config: Config, tailnet: String, apiURL: String, credential: Credential,
         logger: Logger, signals: Bool = true, retry: RetryPolicy = RetryPolicy(),
-        minimumGap: Duration = .milliseconds(200), maxRetryDelay: Duration = .seconds(3),
+        minimumGap: Duration = .milliseconds(200), maxRetryDelay: Duration = .seconds(3), maxPending: Int = 10_000,
+        now: @escaping @Sendable () -> Date = Date.init,
         onRun: (@Sendable (Plan) -> Void)? = nil
     ) throws {
         let registry = PrometheusCollectorRegistry()
@@ -53,8 +54,8 @@ public final class Daemon: Sendable {
             http: HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(5))), retry: retry, logger: logger,
             onResponse: { metrics.recordAPIResponse(api: "tailscale", code: $0) }
         )
-        let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger)
-        let controller = try Controller(reconciler: reconciler, metrics: metrics, logger: logger, minimumGap: minimumGap, onRun: onRun)
+        let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger, now: now)
+        let controller = try Controller(reconciler: reconciler, metrics: metrics, logger: logger, minimumGap: minimumGap, maxPending: maxPending, now: now, onRun: onRun)
         let listening = ListenSignal()
         var services: [any Service] = []
         if let address = ListenAddress(config.rpc.listen) {

@@ -226,3 +226,95 @@ struct ConfigParserTests {
 private func lineOrder(_ a: String, _ b: String) -> Bool {
     Int(a.split(separator: ":")[1])! < Int(b.split(separator: ":")[1])!
 }
+
+@Suite("Config limits and messages")
+struct ConfigLimitTests {
+    func issues(_ yaml: String) -> [String] {
+        do {
+            _ = try ConfigParser.parse(yaml, file: "config.yaml")
+            return []
+        } catch {
+            return error.issues.map(\.description)
+        }
+    }
+
+    @Test func intervalsUnderOneSecondAreInvalid() {
+        #expect(issues("healthcheck:\n  interval: 1ns\n") == [#"config.yaml:2: healthcheck.interval: "1ns" is shorter than the minimum of 1s"#])
+        #expect(issues("sync:\n  interval: 500ms\n") == [#"config.yaml:2: sync.interval: "500ms" is shorter than the minimum of 1s"#])
+        #expect(issues("watch:\n  resyncInterval: 10ms\n") == [#"config.yaml:2: watch.resyncInterval: "10ms" is shorter than the minimum of 1s"#])
+        #expect(issues("healthcheck:\n  dns:\n    timeout: 5ms\n") == [#"config.yaml:3: healthcheck.dns.timeout: "5ms" is shorter than the minimum of 10ms"#])
+        #expect(issues("healthcheck:\n  interval: 1s\n  dns:\n    timeout: 10ms\n").isEmpty)
+    }
+
+    @Test func aQuotedNumberIsCalledAString() {
+        #expect(issues("safety:\n  maxRemovals: \"3\"\n") == [#"config.yaml:2: safety.maxRemovals: "3" is a string; write the number without quotes"#])
+    }
+
+    @Test func longValuesAreCutAndControlCharactersEscaped() throws {
+        let found = issues("sync:\n  interval: \"\(String(repeating: "x", count: 5000))\\e[31m\"\n")
+        let line = try #require(found.first)
+        #expect(line.count < 200, "a long value is not echoed whole")
+        #expect(line.contains("...\""))
+        let escaped = issues("resolvers:\n  addressFamily: \"v4\\e[31m\"\n")
+        #expect(escaped.first?.contains(#"v4\x1b[31m"#) == true)
+        #expect(escaped.first?.contains("\u{1b}") == false)
+    }
+
+    @Test func atMostTwentyErrorsArePrinted() throws {
+        let yaml = (0..<500).map { "unknown\($0): 1" }.joined(separator: "\n")
+        do {
+            _ = try ConfigParser.parse(yaml, file: "config.yaml")
+            Issue.record("500 unknown keys must fail")
+        } catch {
+            #expect(error.issues.count == 500)
+            let printed = error.description.split(separator: "\n")
+            #expect(printed.count == 21)
+            #expect(printed.last == "… and 480 more")
+        }
+    }
+
+    @Test func newKeysParse() throws {
+        let config = try ConfigParser.parse("""
+        resolvers:
+          unsourced: remove
+        healthcheck:
+          successThreshold: 3
+          probe: dns
+          dns:
+            name: example.com
+            type: A
+            port: 5353
+            timeout: 500ms
+            transport: tcp
+            proxy: socks5://127.0.0.1:1055
+            concurrency: 8
+        rpc:
+          allowedHosts: [dnsmon.example.ts.net]
+          maxConnections: 64
+        state:
+          file: /var/lib/tsdns-reconcile/state.json
+        watch:
+          resyncInterval: 2m
+          proxy: socks5h://127.0.0.1:1055
+          listen: 0.0.0.0:8054
+        """, file: "c.yaml").config
+        #expect(config.resolvers.unsourced == .remove)
+        #expect(config.healthcheck.successThreshold == 3)
+        #expect(config.healthcheck.dns.type == .A && config.healthcheck.dns.port == 5353 && config.healthcheck.dns.transport == .tcp)
+        #expect(config.healthcheck.dns.timeout == .milliseconds(500))
+        #expect(config.healthcheck.dns.proxy == "socks5://127.0.0.1:1055")
+        #expect(config.rpc.allowedHosts == ["dnsmon.example.ts.net"] && config.rpc.maxConnections == 64)
+        #expect(config.state.file == "/var/lib/tsdns-reconcile/state.json")
+        #expect(config.watch.resyncInterval == .seconds(120) && config.watch.proxy == "socks5h://127.0.0.1:1055" && config.watch.listen == "0.0.0.0:8054")
+        #expect(config.planSettings(mode: .sync).unsourced == .remove)
+    }
+
+    @Test func newKeysAreChecked() {
+        #expect(issues("resolvers:\n  unsourced: delete\n") == [#"config.yaml:2: resolvers.unsourced: "delete" is not one of keep, remove"#])
+        #expect(issues("healthcheck:\n  dns:\n    proxy: http://127.0.0.1:1055\n") == [#"config.yaml:3: healthcheck.dns.proxy: "http://127.0.0.1:1055" is not a socks5://HOST:PORT URL"#])
+        #expect(issues("healthcheck:\n  dns:\n    port: 70000\n") == ["config.yaml:3: healthcheck.dns.port: 70000 is above the maximum of 65535"])
+        #expect(issues("rpc:\n  maxConnections: 0\n") == ["config.yaml:2: rpc.maxConnections: 0 is below the minimum of 1"])
+        #expect(issues("watch:\n  listen: nowhere\n") == [#"config.yaml:2: watch.listen: "nowhere" is not host:port"#])
+        #expect(issues("state:\n  path: x\n").first?.contains("state.path: unknown key") == true)
+    }
+}

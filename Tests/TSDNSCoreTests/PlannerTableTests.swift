@@ -51,6 +51,7 @@ struct PlannerCase: Sendable, CustomTestStringConvertible {
     var settings = PlanSettings(minResolvers: 0)
     var extraSources: [String: Set<String>] = [:]
     var excluded: Set<String> = []
+    var withdrawn: [String: String] = [:]
     var failedChecks: [String: Int] = [:]
     // Expected
     var desired: [String]
@@ -165,6 +166,50 @@ private let cases: [PlannerCase] = [
     PlannerCase(name: "device shared in from another tailnet is not added for its tag", current: [v4(1)],
                 devices: [device(1), { var d = device(7); d.isExternal = true; return d }()], desired: [v4(1)]),
     PlannerCase(name: "empty list and no resolvers: nothing to do", current: [], devices: [device(1, tags: nil)], desired: []),
+    // Source sets and ownership of unsourced entries.
+    PlannerCase(name: "withdrawn by a source set and named by nothing: removed", current: ["1.1.1.1", v4(1), v4(2)],
+                devices: [device(1), device(2, tags: nil)], withdrawn: ["node2": "kubernetes:prod"],
+                desired: ["1.1.1.1", v4(1)], removed: [v4(2)], reason: "withdrawn by kubernetes:prod"),
+    PlannerCase(name: "withdrawn but still tagged: kept", current: ["1.1.1.1", v4(1)], devices: [device(1)],
+                withdrawn: ["node1": "kubernetes:prod"], desired: ["1.1.1.1", v4(1)]),
+    PlannerCase(name: "withdrawn but named by another source: kept", current: ["1.1.1.1", v4(2)], devices: [device(2, tags: nil)],
+                extraSources: ["node2": ["kubernetes:staging/dns/x"]], withdrawn: ["node2": "kubernetes:prod"], desired: ["1.1.1.1", v4(2)]),
+    PlannerCase(name: "withdrawals wait for a sync: a healthcheck keeps it", current: ["1.1.1.1", v4(2)], devices: [device(2, tags: nil)],
+                settings: settings { $0.mode = .healthcheck }, withdrawn: ["node2": "kubernetes:prod"], desired: ["1.1.1.1", v4(2)]),
+    PlannerCase(name: "withdrawn removal still obeys minResolvers", current: [v4(2), "1.1.1.1"], devices: [device(2, tags: nil)],
+                settings: settings { $0.minResolvers = 1 }, withdrawn: ["node2": "kubernetes:prod"], desired: [v4(2), "1.1.1.1"],
+                blocked: [v4(2): .minResolvers]),
+    PlannerCase(name: "unsourced: keep keeps a healthy untagged entry", current: ["1.1.1.1", v4(2)], devices: [device(2, tags: nil)],
+                settings: settings { $0.unsourced = .keep }, desired: ["1.1.1.1", v4(2)]),
+    PlannerCase(name: "unsourced: remove removes a healthy untagged entry", current: ["1.1.1.1", v4(1), v4(2)],
+                devices: [device(1), device(2, tags: nil)], settings: settings { $0.unsourced = .remove },
+                desired: ["1.1.1.1", v4(1)], removed: [v4(2)], reason: "no source names it"),
+    PlannerCase(name: "unsourced: remove keeps an entry an RPC add names", current: ["1.1.1.1", v4(2)], devices: [device(2, tags: nil)],
+                settings: settings { $0.unsourced = .remove }, extraSources: ["node2": ["manual"]], desired: ["1.1.1.1", v4(2)]),
+    PlannerCase(name: "unsourced: remove leaves unmanaged entries alone", current: ["1.1.1.1", "100.100.100.100", v4(1)],
+                devices: [device(1)], settings: settings { $0.unsourced = .remove }, desired: ["1.1.1.1", "100.100.100.100", v4(1)]),
+    PlannerCase(name: "unsourced: remove obeys maxRemovals", current: ["1.1.1.1", v4(2), v4(3)],
+                devices: [device(2, tags: nil), device(3, tags: nil)], settings: settings { $0.unsourced = .remove; $0.maxRemovals = 1 },
+                desired: ["1.1.1.1", v4(3)], removed: [v4(2)], blocked: [v4(3): .maxRemovals]),
+    // Device addresses: only Tailscale's ranges count.
+    PlannerCase(name: "a tagged device claiming 8.8.8.8 does not get it added", current: ["1.1.1.1"],
+                devices: [{ var d = device(1); d.addresses = ["8.8.8.8", "100.64.0.1"]; return d }()],
+                desired: ["1.1.1.1", v4(1)], added: [v4(1)]),
+    PlannerCase(name: "a disconnected device claiming 1.1.1.1 does not get it removed", current: ["1.1.1.1", v4(2)],
+                devices: [device(2), { var d = device(3, .disconnected); d.addresses = ["1.1.1.1"]; return d }()],
+                desired: ["1.1.1.1", v4(2)]),
+    PlannerCase(name: "an IPv4-mapped IPv6 address is not a Tailscale address", current: ["1.1.1.1"],
+                devices: [{ var d = device(1); d.addresses = ["::ffff:100.64.0.25"]; return d }()],
+                settings: settings { $0.addressFamily = .both }, desired: ["1.1.1.1"]),
+    PlannerCase(name: "two devices claim one address: healthy if any is (healthy first)", current: ["1.1.1.1", v4(5)],
+                devices: [device(5, host: "a"), { var d = device(5, .disconnected, host: "b"); d.nodeId = "node5b"; return d }()],
+                desired: ["1.1.1.1", v4(5)]),
+    PlannerCase(name: "two devices claim one address: healthy if any is (healthy last)", current: ["1.1.1.1", v4(5)],
+                devices: [{ var d = device(5, .disconnected, host: "b"); d.nodeId = "node5b"; return d }(), device(5, host: "a")],
+                desired: ["1.1.1.1", v4(5)]),
+    PlannerCase(name: "two devices claim one address, both down: removed", current: ["1.1.1.1", v4(5)],
+                devices: [device(5, .disconnected), { var d = device(5, .unauthorized); d.nodeId = "node5b"; return d }()],
+                desired: ["1.1.1.1"], removed: [v4(5)]),
 ]
 
 @Suite("Planner truth table")
@@ -173,7 +218,7 @@ struct PlannerTableTests {
     func row(_ row: PlannerCase) {
         let inventory = ResolverInventory(
             devices: row.devices, now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"],
-            extraSources: row.extraSources, excluded: row.excluded, failedChecks: row.failedChecks
+            extraSources: row.extraSources, excluded: row.excluded, withdrawn: row.withdrawn, failedChecks: row.failedChecks
         )
         let plan = Planner.plan(target: row.target, current: row.current, inventory: inventory, settings: row.settings)
         #expect(plan.desired == row.desired)

@@ -295,4 +295,53 @@ struct BinaryTests {
             .first { $0["message"] as? String == "applied" }
         #expect(applied?["added"] as? [String] == ["100.64.0.3"], "lists stay JSON arrays")
     }
+
+    @Test func versionAndCriticalLogLevel() async throws {
+        let version = try await Binary.run(["--version"])
+        #expect(version.status == 0)
+        #expect(version.stdout.hasPrefix("tsdns-reconcile "))
+        let help = try await Binary.run(["run", "--help"])
+        #expect(help.stdout.contains("critical"))
+    }
+
+    @Test func jsonOutputSaysWhatFailed() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.status(403)))
+        let dir = try ConfigDirectory(tailnet: tailnet)
+        defer { dir.remove() }
+        let result = try await Binary.run(["run", "--once", "--config", dir.config, "--output", "json"])
+        #expect(result.status == 1)
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect((object?["error"] as? String)?.contains("403") == true, "\(result.stdout)")
+        let text = try await Binary.run(["run", "--once", "--config", dir.config])
+        let mentions = text.stderr.split(separator: "\n").filter { $0.contains("403") }
+        #expect(mentions.count == 1, "the failure is printed once: \(text.stderr)")
+    }
+
+    @Test func validateWarnsThatPullModeIsNotAvailableYet() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let dir = try ConfigDirectory(tailnet: tailnet, extra: "kubernetes:\n  clusters:\n    - name: prod\n")
+        defer { dir.remove() }
+        let result = try await Binary.run(["validate", "--config", dir.config])
+        #expect(result.status == 0)
+        #expect(result.stdout == "config OK\n")
+        #expect(result.stderr.contains("warning:") && result.stderr.contains("kubernetes.clusters"))
+    }
+
+    @Test func hostileHostnamesAreEscapedInThePlanAndLogs() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.addDevice(SimulatedDevices.device(9, hostname: "evil\u{1b}[31mRED\u{1b}[0m\nline2"))
+        let dir = try ConfigDirectory(tailnet: tailnet)
+        defer { dir.remove() }
+        for output in ["text", "markdown"] {
+            let result = try await Binary.run(["run", "--dry-run", "--config", dir.config, "--output", output, "--log-level", "debug"])
+            #expect(result.status == 2)
+            #expect(!result.stdout.contains("\u{1b}") && !result.stderr.contains("\u{1b}"))
+            #expect(result.stdout.contains(#"evil\x1b[31mRED"#))
+        }
+    }
 }
+

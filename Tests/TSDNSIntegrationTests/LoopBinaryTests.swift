@@ -9,17 +9,26 @@ final class RunningBinary: @unchecked Sendable {
     var stderrPath: String { directory.appendingPathComponent("stderr").path }
     private(set) var port = 0
 
-    init(config: String, environment: [String: String] = [:]) throws {
+    var stdoutPath: String { directory.appendingPathComponent("stdout").path }
+
+    init(config: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
         directory = try scratchDirectory()
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = ["run", "--config", config, "--log-level", "debug"]
+        process.arguments = ["run", "--config", config, "--log-level", "debug"] + arguments
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": directory.path].merging(environment) { $1 }
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
     }
 
     var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    var output: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+
+    /// Starts it without waiting for a listener (`run --once`).
+    func launch() throws {
+        try process.run()
+    }
 
     func start() async throws {
         try process.run()
@@ -174,5 +183,71 @@ struct LoopBinaryTests {
         let result = try await Binary.run(["run", "--config", dir.config])
         #expect(result.status == 78)
         #expect(result.stderr.contains("rpc.tokenFile: is required"))
+    }
+
+    @Test func aSecondLoopOnTheSamePortFailsBeforeAnyRequest() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let (first, dir) = try await start(tailnet)
+        defer { first.terminate(); dir.remove() }
+        try await eventually("the first loop synced") { tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3"] }
+        let requests = tailnet.requests.count
+        let busy = try ConfigDirectory(tailnet: tailnet, extra: "rpc:\n  listen: 127.0.0.1:\(first.port)\n")
+        defer { busy.remove() }
+        let second = try await Binary.run(["run", "--config", busy.config], limit: .seconds(20))
+        #expect(second.status == 1, "\(second.stderr)")
+        #expect(second.stderr.contains("cannot listen on 127.0.0.1:\(first.port)"))
+        #expect(second.stderr.contains("Address already in use"))
+        #expect(tailnet.requests.count == requests, "the second one made no API request")
+        _ = try await first.stop()
+    }
+
+    @Test func sighupIsLoggedAndIgnoredSigquitStops() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let (binary, dir) = try await start(tailnet)
+        defer { binary.terminate(); dir.remove() }
+        Foundation.kill(binary.process.processIdentifier, SIGHUP)
+        try await eventually("SIGHUP is logged") { binary.log.contains("SIGHUP ignored") }
+        #expect(binary.process.isRunning)
+        #expect(try await Binary.run(["ctl", "status", "--server", "127.0.0.1:\(binary.port)"]).status == 0, "still serving; a scheme-less --server means http")
+        let (exit, took) = try await binary.stop(SIGQUIT)
+        #expect(exit == 0, "\(binary.log)")
+        #expect(took < .seconds(5))
+        #expect(!binary.log.contains("Backtrace"), "SIGQUIT is not a crash report")
+    }
+
+    @Test func onceStoppedMidWriteLetsItLandAndPrintsThePlan() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.delay(.milliseconds(1500)), method: "POST"))
+        let dir = try ConfigDirectory(tailnet: tailnet)
+        defer { dir.remove() }
+        let once = try RunningBinary(config: dir.config, arguments: ["--once"])
+        defer { once.terminate() }
+        try once.launch()
+        try await eventually("the write is in flight") { tailnet.requests.contains { $0.method == "POST" && $0.status == nil } }
+        let (exit, took) = try await once.stop(SIGTERM)
+        #expect(exit == 0, "\(once.log)")
+        #expect(took < .seconds(5))
+        #expect(tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3"], "the write landed")
+        #expect(once.output.contains("+ 100.64.0.3"), "the plan of what it wrote: \(once.output)")
+    }
+
+    @Test func onceStoppedWhileReadingWritesNothingAndSaysSo() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.inject(.init(.delay(.seconds(30)), path: "/devices"))
+        let dir = try ConfigDirectory(tailnet: tailnet)
+        defer { dir.remove() }
+        let once = try RunningBinary(config: dir.config, arguments: ["--once"])
+        defer { once.terminate() }
+        try once.launch()
+        try await eventually("the read is in flight") { tailnet.requests.contains { $0.path.hasSuffix("/devices") } }
+        let (exit, took) = try await once.stop(SIGINT)
+        #expect(exit == 0, "\(once.log)")
+        #expect(took < .seconds(5))
+        #expect(tailnet.mutatingRequests.isEmpty)
+        #expect(once.log.contains("nothing was written"))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TSDNSConfig
 import TSDNSCore
@@ -22,10 +23,10 @@ struct LoopHarness {
     /// `productionTiming` uses the retry policy and backoff the program ships with.
     static func start(
         tailnet: SimulatedTailnet? = nil, token: String? = nil, productionTiming: Bool = false,
-        configure: (inout Config) -> Void = { _ in }
+        directory: URL? = nil, maxPending: Int = 10_000, clock: TestDate? = nil, configure: (inout Config) -> Void = { _ in }
     ) async throws -> LoopHarness {
         let tailnet = try tailnet ?? makeTailnet()
-        let directory = try scratchDirectory()
+        let directory = try directory ?? scratchDirectory()
         var config = Config()
         config.healthcheck.interval = .seconds(3600)
         config.sync.interval = .seconds(3600)
@@ -36,28 +37,38 @@ struct LoopHarness {
             config.rpc.tokenFile = file.path
         }
         configure(&config)
+        let now: @Sendable () -> Date
+        if let clock { now = { clock.now } } else { now = { Date() } }
         let daemon = try Daemon(
             config: config, tailnet: "-", apiURL: tailnet.baseURL, credential: .apiKey(tailnet.apiKey),
             logger: quietLogger, signals: false, retry: productionTiming ? RetryPolicy() : fastRetry,
-            minimumGap: .milliseconds(50), maxRetryDelay: productionTiming ? .seconds(3) : .milliseconds(200)
+            minimumGap: .milliseconds(50), maxRetryDelay: productionTiming ? .seconds(3) : .milliseconds(200),
+            maxPending: maxPending, now: now
         )
         let running = Task { try await daemon.run() }
         guard let port = await daemon.port() else { throw HarnessError.noListener }
         return LoopHarness(tailnet: tailnet, daemon: daemon, running: running, baseURL: "http://127.0.0.1:\(port)", token: token, directory: directory)
     }
 
-    func stop() async throws {
+    /// Stops the loop; `restart` keeps the tailnet and the directory for a loop started next.
+    func stop(restart: Bool = false) async throws {
         await daemon.shutdown()
         try await running.value
+        guard !restart else { return }
         tailnet.stop()
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// One raw request; `token` defaults to the harness's.
-    func request(_ method: String, _ path: String, body: String? = nil, token: String?? = .none) async throws -> (status: Int, json: [String: Any]) {
-        var headers: [HTTPHeader] = []
+    /// One raw request; `token` defaults to the harness's. A body is sent as JSON unless
+    /// `headers` names a Content-Type.
+    func request(
+        _ method: String, _ path: String, body: String? = nil, token: String?? = .none, headers extra: [HTTPHeader] = []
+    ) async throws -> (status: Int, json: [String: Any]) {
+        var headers: [HTTPHeader] = extra
         if let bearer = token ?? self.token { headers.append(HTTPHeader("Authorization", "Bearer \(bearer)")) }
-        if body != nil { headers.append(HTTPHeader("Content-Type", "application/json")) }
+        if body != nil && !extra.contains(where: { $0.name.lowercased() == "content-type" }) {
+            headers.append(HTTPHeader("Content-Type", "application/json"))
+        }
         let response = try await HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(30)))
             .send(HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body.map { Data($0.utf8) }))
         let json = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] ?? [:]
@@ -73,6 +84,24 @@ struct LoopHarness {
     func ready() async throws {
         try await eventually("the loop becomes ready") { try await request("GET", "/readyz").status == 200 }
     }
+
+    /// Waits for the start-up sync to have completed (written what it had to).
+    func synced() async throws {
+        try await eventually("the start-up sync completed") { try await request("GET", "/v1/inventory").json["lastSync"] is String }
+    }
+
+    /// `PUT /v1/sources/{name}` naming `nodes`.
+    func putSources(_ name: String, _ nodes: [String]) async throws -> (status: Int, json: [String: Any]) {
+        let members = nodes.map { #"{"node": "\#($0)", "source": "\#(name)/dns/\#($0)"}"# }.joined(separator: ", ")
+        return try await request("PUT", "/v1/sources/\(name)", body: #"{"resolvers": [\#(members)]}"#)
+    }
+}
+
+/// Wall-clock time a test moves by hand, for TTLs and expiry without sleeping.
+final class TestDate: Sendable {
+    private let offset = Mutex<TimeInterval>(0)
+    var now: Date { Date().addingTimeInterval(offset.withLock { $0 }) }
+    func advance(by seconds: TimeInterval) { offset.withLock { $0 += seconds } }
 }
 
 enum HarnessError: Error {

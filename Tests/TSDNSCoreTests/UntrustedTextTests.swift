@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+@testable import TSDNSCore
+
+@Suite("Untrusted text reaches no terminal raw")
+struct UntrustedTextTests {
+    @Test func controlCharactersAreEscaped() {
+        #expect(TerminalText.escape("evil\u{1b}[31mRED\u{1b}[0m\nline2") == #"evil\x1b[31mRED\x1b[0m\nline2"#)
+        #expect(TerminalText.escape("tab\there\r") == #"tab\there\r"#)
+        #expect(TerminalText.escape("\u{7f}\u{9b}") == #"\x7f\x9b"#)
+        #expect(TerminalText.escape("right\u{202E}left") == #"right\u{202e}left"#)
+        #expect(TerminalText.escape("dns-prod-1.tail0.ts.net") == "dns-prod-1.tail0.ts.net")
+        #expect(TerminalText.escape("ünïcödé") == "ünïcödé", "printable text is left alone")
+    }
+
+    func evilPlan() -> Plan {
+        let now = Date(timeIntervalSince1970: 1_795_000_000)
+        let evil = Device(
+            id: "1", nodeId: "n1", name: "evil.ts.net", hostname: "evil\u{1b}[31mRED\u{1b}[0m\nline2",
+            addresses: ["100.64.0.1"], tags: ["tag:dns"], connectedToControl: true
+        )
+        let inventory = ResolverInventory(devices: [evil], now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"])
+        let target = Planner.plan(target: .global, current: ["1.1.1.1"], inventory: inventory, settings: PlanSettings())
+        return Plan(tailnet: "example.com", mode: .sync, dryRun: true, targets: [target])
+    }
+
+    @Test func textAndMarkdownPlansEscapeHostnames() {
+        for output in [PlanRenderer.text(evilPlan()), PlanRenderer.markdown(evilPlan())] {
+            #expect(!output.contains("\u{1b}"))
+            #expect(output.contains(#"evil\x1b[31mRED\x1b[0m\nline2"#))
+            #expect(!output.contains("\nline2"), "one entry is one line")
+        }
+    }
+
+    @Test func jsonPlansEscapeAsJSONDoes() throws {
+        let json = PlanRenderer.json(evilPlan())
+        #expect(!json.contains("\u{1b}"))
+        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        let add = ((object?["targets"] as? [[String: Any]])?.first?["add"] as? [[String: Any]])?.first
+        #expect(add?["node"] as? String == "evil\u{1b}[31mRED\u{1b}[0m\nline2", "JSON carries the exact name")
+    }
+
+    @Test func subSecondDurationsDoNotPrintAsZero() {
+        #expect(DurationText.format(.nanoseconds(1)) == "1ns")
+        #expect(DurationText.format(.milliseconds(250)) == "250ms")
+        #expect(DurationText.format(.seconds(90)) == "1m30s")
+        #expect(DurationText.brief(.milliseconds(126.87263355227557)) == "127ms")
+        #expect(DurationText.brief(.milliseconds(1500)) == "1.5s")
+    }
+}
