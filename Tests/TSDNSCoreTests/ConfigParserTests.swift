@@ -2,16 +2,19 @@ import Testing
 @testable import TSDNSConfig
 @testable import TSDNSCore
 
+/// The issues a config text has, as `validate` prints them.
+func configIssues(_ yaml: String) -> [String] {
+    do {
+        _ = try ConfigParser.parse(yaml, file: "config.yaml")
+        return []
+    } catch {
+        return error.issues.map(\.description)
+    }
+}
+
 @Suite("Config file")
 struct ConfigParserTests {
-    func issues(_ yaml: String) -> [String] {
-        do {
-            _ = try ConfigParser.parse(yaml, file: "config.yaml")
-            return []
-        } catch {
-            return error.issues.map(\.description)
-        }
-    }
+    func issues(_ yaml: String) -> [String] { configIssues(yaml) }
 
     @Test func emptyFileMeansDefaults() throws {
         let config = try ConfigParser.parse("", file: "config.yaml").config
@@ -229,14 +232,7 @@ private func lineOrder(_ a: String, _ b: String) -> Bool {
 
 @Suite("Config limits and messages")
 struct ConfigLimitTests {
-    func issues(_ yaml: String) -> [String] {
-        do {
-            _ = try ConfigParser.parse(yaml, file: "config.yaml")
-            return []
-        } catch {
-            return error.issues.map(\.description)
-        }
-    }
+    func issues(_ yaml: String) -> [String] { configIssues(yaml) }
 
     @Test func intervalsUnderOneSecondAreInvalid() {
         #expect(issues("healthcheck:\n  interval: 1ns\n") == [#"config.yaml:2: healthcheck.interval: "1ns" is shorter than the minimum of 1s"#])
