@@ -38,10 +38,10 @@ let package = Package(
         // Tailscale API client: auth, retries, typed errors, decoding.
         .target(
             name: "TSDNSTailscale",
-            dependencies: ["TSDNSCore", "TSDNSHTTP", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["TSDNSCore", "TSDNSConfig", "TSDNSHTTP", .product(name: "Logging", package: "swift-log")]
         ),
         // Simulated tailnet: a real HTTP server on loopback with fault injection.
-        .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore", "TSDNSHTTP"]),
+        .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore"]),
         // Reconcile runs (read, plan, apply), the loop and its controller, metrics, config
         // loading, the RPC client for `ctl`.
         .target(

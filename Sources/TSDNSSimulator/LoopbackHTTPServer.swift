@@ -1,6 +1,5 @@
 import Foundation
 import Synchronization
-import TSDNSHTTP
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,12 +55,12 @@ public struct ServerResponse: Sendable {
     }
 
     public var status: Int
-    public var headers: [HTTPHeader]
+    public var headers: [ServerHeader]
     public var body: Body
     public var delay: Duration?
     public var fault: Fault?
 
-    public init(status: Int, headers: [HTTPHeader] = [], body: Data = Data(), delay: Duration? = nil, fault: Fault? = nil) {
+    public init(status: Int, headers: [ServerHeader] = [], body: Data = Data(), delay: Duration? = nil, fault: Fault? = nil) {
         self.status = status
         self.headers = headers
         self.body = .complete(body)
@@ -69,7 +68,7 @@ public struct ServerResponse: Sendable {
         self.fault = fault
     }
 
-    public init(status: Int, headers: [HTTPHeader] = [], streaming: @escaping @Sendable (ChunkWriter) -> Void) {
+    public init(status: Int, headers: [ServerHeader] = [], streaming: @escaping @Sendable (ChunkWriter) -> Void) {
         self.status = status
         self.headers = headers
         self.body = .streaming(streaming)
@@ -77,7 +76,7 @@ public struct ServerResponse: Sendable {
 
     public static func json(_ status: Int, _ object: Any) -> ServerResponse {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return ServerResponse(status: status, headers: [HTTPHeader("Content-Type", "application/json")], body: data)
+        return ServerResponse(status: status, headers: [ServerHeader("Content-Type", "application/json")], body: data)
     }
 }
 

@@ -1,52 +1,12 @@
 import Foundation
 import Synchronization
-import TSDNSHTTP
 import TSDNSCore
 
 /// A simulated Tailscale control plane: the API subset this program uses, as the OpenAPI
 /// document describes it, served over real HTTP on loopback. Tests and `demo` drive the
 /// real client through it; faults make it misbehave on purpose; a log records every request.
 public final class SimulatedTailnet: Sendable {
-    public struct Fault: Sendable {
-        public enum Kind: Sendable, Equatable {
-            /// Answer with this status and `{"message": ...}`, optionally with Retry-After.
-            case status(Int, retryAfter: String? = nil)
-            /// Answer normally, after a pause.
-            case delay(Duration)
-            /// 200 with a body that is not JSON.
-            case malformedBody
-            /// The real answer with half its body missing.
-            case truncatedBody
-            /// Close the connection without answering.
-            case dropConnection
-        }
-
-        public var kind: Kind
-        public var method: String?
-        /// Matches request paths containing this text; nil matches every API path.
-        public var path: String?
-        /// How many requests it hits; nil for every one until cleared.
-        public var times: Int?
-
-        public init(_ kind: Kind, method: String? = nil, path: String? = nil, times: Int? = nil) {
-            self.kind = kind
-            self.method = method
-            self.path = path
-            self.times = times
-        }
-    }
-
-    public struct LoggedRequest: Sendable, Equatable {
-        public var method: String
-        public var path: String
-        public var status: Int?
-        public var body: String
-        /// When the request arrived.
-        public var at: ContinuousClock.Instant = .now
-
-        /// Writes to the tailnet's configuration (the OAuth token exchange is not one).
-        public var isMutating: Bool { method != "GET" && !path.hasSuffix("/oauth/token") }
-    }
+    public typealias Fault = SimulatedFault
 
     struct State {
         var devices: [Device] = [] {
@@ -58,13 +18,9 @@ public final class SimulatedTailnet: Sendable {
         var nameservers: [String] = []
         var magicDNS = true
         var splitDNS: [String: [String]] = [:]
-        var faults: [Fault] = []
-        var log: [LoggedRequest] = []
         var tokens: [String: ContinuousClock.Instant] = [:]
         var tokenCounter = 0
         var tokenLifetime: Duration
-        var mutationsInFlight = 0
-        var mostMutationsAtOnce = 0
     }
 
     public let tailnetName: String
@@ -72,6 +28,8 @@ public final class SimulatedTailnet: Sendable {
     public let oauthClientID: String
     public let oauthClientSecret: String
     private let state: Mutex<State>
+    private let faults = FaultPlan(scope: { $0.hasPrefix("/api/v2/") })
+    private let log = RequestLog()
     private let server: Mutex<LoopbackHTTPServer?> = Mutex(nil)
     public let port: Int
 
@@ -114,10 +72,10 @@ public final class SimulatedTailnet: Sendable {
     public var nameservers: [String] { state.withLock { $0.nameservers } }
     public var magicDNS: Bool { state.withLock { $0.magicDNS } }
     public var splitDNS: [String: [String]] { state.withLock { $0.splitDNS } }
-    public var requests: [LoggedRequest] { state.withLock { $0.log } }
+    public var requests: [LoggedRequest] { log.entries }
     public var mutatingRequests: [LoggedRequest] { requests.filter(\.isMutating) }
     /// The most writes ever in progress at the same moment (1 when writes are serialized).
-    public var mostConcurrentWrites: Int { state.withLock { $0.mostMutationsAtOnce } }
+    public var mostConcurrentWrites: Int { log.mostConcurrentWrites }
 
     public func setDevices(_ devices: [Device]) { state.withLock { $0.devices = devices } }
     public func addDevice(_ device: Device) { state.withLock { $0.devices.append(device) } }
@@ -137,60 +95,32 @@ public final class SimulatedTailnet: Sendable {
     }
 
     public func setSplitDNS(_ map: [String: [String]]) { state.withLock { $0.splitDNS = map } }
-    public func inject(_ fault: Fault) { state.withLock { $0.faults.append(fault) } }
-    public func clearFaults() { state.withLock { $0.faults.removeAll() } }
-    public func clearLog() { state.withLock { $0.log.removeAll() } }
+    public func inject(_ fault: Fault) { faults.inject(fault) }
+    public func clearFaults() { faults.clear() }
+    public func clearLog() { log.clear() }
     /// Invalidates every OAuth access token issued so far, as a key rotation would.
     public func revokeTokens() { state.withLock { $0.tokens.removeAll() } }
 
     // MARK: HTTP
 
     private func handle(_ request: ServerRequest) -> ServerResponse {
-        let logged = LoggedRequest(method: request.method, path: request.path, status: nil, body: String(decoding: request.body, as: UTF8.self))
-        let fault: Fault.Kind? = state.withLock { state in
-            state.log.append(logged)
-            if logged.isMutating {
-                state.mutationsInFlight += 1
-                state.mostMutationsAtOnce = max(state.mostMutationsAtOnce, state.mutationsInFlight)
-            }
-            guard let index = state.faults.firstIndex(where: { fault in
-                (fault.method == nil || fault.method == request.method)
-                    && (fault.path.map { request.path.contains($0) } ?? request.path.hasPrefix("/api/v2/"))
-            }) else { return nil }
-            let kind = state.faults[index].kind
-            if let times = state.faults[index].times {
-                if times <= 1 { state.faults.remove(at: index) } else { state.faults[index].times = times - 1 }
-            }
-            return kind
-        }
-        var response: ServerResponse
-        switch fault {
-        case .status(let code, let retryAfter)?:
-            response = .json(code, ["message": "simulated failure (HTTP \(code))"])
-            if let retryAfter { response.headers.append(HTTPHeader("Retry-After", retryAfter)) }
-        case .malformedBody?:
-            response = ServerResponse(status: 200, headers: [HTTPHeader("Content-Type", "application/json")], body: Data("{\"devices\": [{\"nodeId\": ".utf8))
-        case .dropConnection?:
-            response = ServerResponse(status: 200, fault: .dropConnection)
-        case .delay(let pause)?:
-            response = route(request)
-            response.delay = pause
-        case .truncatedBody?:
-            response = route(request)
-            response.fault = .truncateBody
-        case nil:
-            response = route(request)
-        }
-        let status = response.fault == .dropConnection ? nil : response.status
+        // Writes to the tailnet's configuration (the OAuth token exchange is not one).
+        let isMutating = request.method != "GET" && !request.path.hasSuffix("/oauth/token")
+        let entry = log.arrived(LoggedRequest(
+            method: request.method, path: request.path, status: nil, body: String(decoding: request.body, as: UTF8.self), isMutating: isMutating
+        ))
+        var response = FaultPlan.answer(
+            faults.take(method: request.method, path: request.path),
+            error: { error($0, "simulated failure (HTTP \($0))") },
+            malformed: Data("{\"devices\": [{\"nodeId\": ".utf8),
+            route: { route(request) }
+        )
         // A delayed answer is still in progress until it is sent: count it as in flight.
         if let delay = response.delay {
             Thread.sleep(forTimeInterval: delay.seconds)
             response.delay = nil
         }
-        state.withLock { state in
-            if let last = state.log.lastIndex(where: { $0.path == request.path && $0.status == nil }) { state.log[last].status = status }
-            if logged.isMutating { state.mutationsInFlight -= 1 }
-        }
+        log.answered(entry, status: response.fault == .dropConnection ? nil : response.status)
         return response
     }
 
@@ -208,7 +138,7 @@ public final class SimulatedTailnet: Sendable {
         guard tailnet == "-" || tailnet == tailnetName else { return error(404, "tailnet not found") }
         switch (parts[4...].joined(separator: "/"), request.method) {
         case ("devices", "GET"):
-            return ServerResponse(status: 200, headers: [HTTPHeader("Content-Type", "application/json")], body: devicesBody())
+            return ServerResponse(status: 200, headers: [ServerHeader("Content-Type", "application/json")], body: devicesBody())
         case ("dns/nameservers", "GET"):
             return .json(200, ["dns": nameservers])
         case ("dns/nameservers", "POST"):

@@ -1,13 +1,8 @@
 import Foundation
 import Logging
+import TSDNSConfig
 import TSDNSCore
 import TSDNSHTTP
-
-/// How the client authenticates. Secrets never appear in logs or errors.
-public enum Credential: Sendable {
-    case apiKey(String)
-    case oauth(clientID: String, clientSecret: String)
-}
 
 /// Jittered exponential backoff for transient failures, bounded in attempts and in time.
 public struct RetryPolicy: Sendable {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import TSDNSRuntime
+import TSDNSConfig
 
 struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -226,7 +226,12 @@ struct LoopBinaryTests {
         let once = try RunningBinary(config: dir.config, arguments: ["--once"])
         defer { once.terminate() }
         try once.launch()
-        try await eventually("the write is in flight") { tailnet.requests.contains { $0.method == "POST" && $0.status == nil } }
+        do {
+            try await eventually("the write is in flight") { tailnet.requests.contains { $0.method == "POST" && $0.status == nil } }
+        } catch {
+            Issue.record("log: \(once.log) requests: \(tailnet.requests.map { "\($0.method) \($0.path) \($0.status ?? 0)" })")
+            throw error
+        }
         let (exit, took) = try await once.stop(SIGTERM)
         #expect(exit == 0, "\(once.log)")
         #expect(took < .seconds(5))

@@ -93,12 +93,10 @@ struct ReconcilerTests {
         }
         defer { server.stop() }
         let client = TailscaleClient(baseURL: server.baseURL, tailnet: "-", credential: .apiKey("k"), retry: fastRetry, logger: quietLogger)
-        do {
+        let error = try #require(await #expect(throws: TailscaleAPIError.self) {
             if path == "/devices" { _ = try await client.listDevices() } else { _ = try await client.nameservers() }
-            Issue.record("expected a failure")
-        } catch let error as TailscaleAPIError {
-            guard case .malformed = error else { Issue.record("expected malformed, got \(error)"); return }
-        }
+        })
+        guard case .malformed = error else { Issue.record("expected malformed, got \(error)"); return }
     }
 
     @Test func maxRemovalsIsOneAllowanceForTheWholeApply() async throws {

@@ -73,14 +73,10 @@ struct TailscaleClientTests {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
         tailnet.inject(.init(.status(500)))
-        do {
-            _ = try await makeClient(tailnet).listDevices()
-            Issue.record("expected a failure")
-        } catch let error as TailscaleAPIError {
-            guard case .transient(let message) = error else { Issue.record("expected transient, got \(error)"); return }
-            #expect(message.contains("HTTP 500"))
-            #expect(message.contains("gave up after 4 attempts"))
-        }
+        let error = try #require(await #expect(throws: TailscaleAPIError.self) { try await makeClient(tailnet).listDevices() })
+        guard case .transient(let message) = error else { Issue.record("expected transient, got \(error)"); return }
+        #expect(message.contains("HTTP 500"))
+        #expect(message.contains("gave up after 4 attempts"))
         #expect(tailnet.requests.count == fastRetry.maxAttempts)
     }
 
@@ -98,39 +94,27 @@ struct TailscaleClientTests {
     @Test func wrongAPIKeyIsRejected() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
-        do {
-            _ = try await makeClient(tailnet, credential: .apiKey("tskey-api-wrong")).listDevices()
-            Issue.record("expected a failure")
-        } catch let error as TailscaleAPIError {
-            #expect(error.isCredentialRejected)
-            #expect(error.description.contains("API token invalid"))
-            #expect(!error.description.contains("tskey-api-wrong"), "secrets never appear in errors")
-        }
+        let error = try #require(await #expect(throws: TailscaleAPIError.self) { try await makeClient(tailnet, credential: .apiKey("tskey-api-wrong")).listDevices() })
+        #expect(error.isCredentialRejected)
+        #expect(error.description.contains("API token invalid"))
+        #expect(!error.description.contains("tskey-api-wrong"), "secrets never appear in errors")
     }
 
     @Test func malformedBodyIsAnError() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
         tailnet.inject(.init(.malformedBody))
-        do {
-            _ = try await makeClient(tailnet).listDevices()
-            Issue.record("expected a failure")
-        } catch let error as TailscaleAPIError {
-            guard case .malformed(let message) = error else { Issue.record("expected malformed, got \(error)"); return }
-            #expect(message.hasPrefix("GET /api/v2/tailnet/-/devices"))
-        }
+        let error = try #require(await #expect(throws: TailscaleAPIError.self) { try await makeClient(tailnet).listDevices() })
+        guard case .malformed(let message) = error else { Issue.record("expected malformed, got \(error)"); return }
+        #expect(message.hasPrefix("GET /api/v2/tailnet/-/devices"))
     }
 
     @Test func connectionRefusedIsTransient() async throws {
         // Port 1: nothing listens there (a stopped simulator's port may be reused by another test).
         let client = TailscaleClient(baseURL: "http://127.0.0.1:1", tailnet: "-", credential: .apiKey("k"), retry: fastRetry, logger: quietLogger)
-        do {
-            _ = try await client.listDevices()
-            Issue.record("expected a failure")
-        } catch let error as TailscaleAPIError {
-            guard case .transient(let message) = error else { Issue.record("expected transient, got \(error)"); return }
-            #expect(message.contains("gave up after 4 attempts"))
-        }
+        let error = try #require(await #expect(throws: TailscaleAPIError.self) { try await client.listDevices() })
+        guard case .transient(let message) = error else { Issue.record("expected transient, got \(error)"); return }
+        #expect(message.contains("gave up after 4 attempts"))
     }
 
     // MARK: OAuth
@@ -175,11 +159,7 @@ struct TailscaleClientTests {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
         let client = makeClient(tailnet, credential: .oauth(clientID: tailnet.oauthClientID, clientSecret: "wrong"))
-        do {
-            _ = try await client.listDevices()
-            Issue.record("expected a failure")
-        } catch let error as TailscaleAPIError {
-            #expect(error == .permanent(status: 401, message: "POST /api/v2/oauth/token: invalid client credentials"))
-        }
+        let error = try #require(await #expect(throws: TailscaleAPIError.self) { try await client.listDevices() })
+        #expect(error == .permanent(status: 401, message: "POST /api/v2/oauth/token: invalid client credentials"))
     }
 }

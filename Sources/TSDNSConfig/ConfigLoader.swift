@@ -1,7 +1,5 @@
 import Foundation
-import TSDNSConfig
 import TSDNSCore
-import TSDNSTailscale
 
 /// A config with its secrets and environment fallbacks resolved, ready to run.
 public struct ResolvedConfig: Sendable {

@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 import TSDNSConfig
-import TSDNSRuntime
 
 @Suite("Config loading: files and their limits")
 struct ConfigLoaderTests {
