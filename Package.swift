@@ -40,6 +40,8 @@ let package = Package(
             name: "TSDNSTailscale",
             dependencies: ["TSDNSCore", "TSDNSConfig", "TSDNSHTTP", .product(name: "Logging", package: "swift-log")]
         ),
+        // The DNS probe: queries over UDP, TCP and SOCKS5 on a thread of its own.
+        .target(name: "TSDNSProbe", dependencies: ["TSDNSCore"]),
         // Simulated tailnet: a real HTTP server on loopback with fault injection.
         .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore"]),
         // Reconcile runs (read, plan, apply), the loop and its controller, metrics, config
@@ -90,7 +92,7 @@ let package = Package(
         .testTarget(
             name: "TSDNSIntegrationTests",
             dependencies: [
-                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator", "TSDNSRuntime", "TSDNSServer",
+                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator", "TSDNSRuntime", "TSDNSServer", "TSDNSProbe",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

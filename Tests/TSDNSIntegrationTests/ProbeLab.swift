@@ -1,0 +1,270 @@
+import Foundation
+import Synchronization
+import Testing
+import TSDNSCore
+
+/// A child process started with posix_spawn. Foundation's `Process` is not used here: a
+/// daemon such as dnsmasq closes the descriptor Foundation watches, and Foundation's one
+/// monitor thread then blocks in `waitpid` on it, so no other child is ever reaped.
+final class Spawned: @unchecked Sendable {
+    let pid: pid_t
+    private var reaped = false
+
+    init(_ arguments: [String]) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for descriptor in [Int32(1), 2] { posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", O_WRONLY, 0) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The test runner's threads may block signals; the child must not inherit that.
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+        guard result == 0 else { throw HarnessError.timedOut("spawn \(arguments[0]): \(String(cString: strerror(result)))") }
+        self.pid = pid
+    }
+
+    /// Waits for the exit; the status, or -1.
+    @discardableResult
+    func wait() -> Int32 {
+        guard !reaped else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        reaped = true
+        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
+    }
+
+    func kill() {
+        guard !reaped else { return }
+        Glibc.kill(pid, SIGKILL)
+        wait()
+    }
+}
+
+/// Real DNS servers for probe tests: Debian's dnsmasq, and a small Python stub for the
+/// misbehaviours dnsmasq will not show (SERVFAIL, silence, a wrong ID, truncation). As
+/// root they run inside a network namespace of the test's own, on Tailscale-range
+/// addresses behind a veth pair; otherwise on loopback addresses, and the test says so.
+final class ProbeLab: @unchecked Sendable {
+    enum Server: Sendable {
+        case dnsmasq
+        case stub(String)  // servfail | silent | wrongid | truncate
+    }
+
+    private static let slots = Mutex(0)
+    let namespace: String?
+    /// The address the test's own end of the veth has (or 127.0.0.1).
+    let hostAddress: String
+    let port: Int
+    private let prefix: String
+    private var next = 2
+    private var processes: [Spawned] = []
+    private var byAddress: [IPAddress: Spawned] = [:]
+    private let directory: URL
+
+    /// A lab with its own addresses; `teardown()` removes it, also when the test failed.
+    init() throws {
+        let slot = Self.slots.withLock { slot -> Int in
+            defer { slot += 1 }
+            return slot
+        }
+        directory = try scratchDirectory()
+        let name = "tsdns\(getpid() % 100_000)p\(slot)"
+        // 100.64.240.0/20 in /28 pieces: one per lab, .1 the host side.
+        let base = 16 * (slot % 256)
+        let third = 240 + base / 256
+        let fourth = base % 256
+        if getuid() == 0, Self.run(["ip", "netns", "add", name]) {
+            let host = "\(name)h", inner = "\(name)n"
+            let ok = Self.run(["ip", "link", "add", host, "type", "veth", "peer", "name", inner])
+                && Self.run(["ip", "link", "set", inner, "netns", name])
+                && Self.run(["ip", "addr", "add", "100.64.\(third).\(fourth + 1)/28", "dev", host])
+                && Self.run(["ip", "link", "set", host, "up"])
+                && Self.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])
+                && Self.run(["ip", "netns", "exec", name, "ip", "link", "set", inner, "up"])
+            if ok {
+                namespace = name
+                hostAddress = "100.64.\(third).\(fourth + 1)"
+                prefix = "100.64.\(third).\(fourth)"
+                port = 53
+                return
+            }
+            _ = Self.run(["ip", "netns", "del", name])
+            _ = Self.run(["ip", "link", "del", host])
+        }
+        print("ProbeLab: network namespaces are not available (not root?); using loopback addresses")
+        namespace = nil
+        hostAddress = "127.0.0.1"
+        prefix = "127.0.\(10 + slot % 200).0"
+        port = 15353
+    }
+
+    /// Starts a server on a fresh address of the lab and returns that address once it
+    /// answers (or, for the silent stub, once it listens).
+    func start(_ server: Server) async throws -> IPAddress {
+        let parts = prefix.split(separator: ".")
+        let address = "\(parts[0]).\(parts[1]).\(parts[2]).\(Int(parts[3])! + next)"
+        next += 1
+        if let namespace {
+            let inner = "\(namespace)n"
+            guard Self.run(["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(address)/28", "dev", inner]) else {
+                throw HarnessError.timedOut("address \(address) in \(namespace)")
+            }
+        }
+        let ready = directory.appendingPathComponent("ready-\(address)")
+        var command: [String]
+        switch server {
+        case .dnsmasq:
+            command = [
+                "/usr/sbin/dnsmasq", "-k", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--port", "\(port)",
+                "--listen-address", address, "--bind-interfaces", "--address=/probe.test/1.2.3.4", "--local=/nx.test/",
+                "--pid-file=\(directory.appendingPathComponent("dnsmasq-\(address).pid").path)",
+            ]
+        case .stub(let mode):
+            let script = directory.appendingPathComponent("stub.py")
+            if !FileManager.default.fileExists(atPath: script.path) { try write(Self.stub, to: script) }
+            command = ["/usr/bin/python3", script.path, address, "\(port)", mode, ready.path]
+        }
+        if let namespace { command = ["/usr/sbin/ip", "netns", "exec", namespace] + command }
+        let process = try Spawned(command)
+        processes.append(process)
+        guard let ip = IPAddress(address) else { throw HarnessError.timedOut("address") }
+        byAddress[ip] = process
+        switch server {
+        case .dnsmasq:
+            try await eventually("dnsmasq answers on \(address)") { Self.answers(address, self.port) }
+        case .stub:
+            try await eventually("the stub listens on \(address)") { FileManager.default.fileExists(atPath: ready.path) }
+        }
+        return ip
+    }
+
+    /// A fresh address of the lab where nothing listens.
+    func unusedAddress() throws -> IPAddress {
+        let parts = prefix.split(separator: ".")
+        let address = "\(parts[0]).\(parts[1]).\(parts[2]).\(Int(parts[3])! + next)"
+        next += 1
+        if let namespace {
+            _ = Self.run(["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(address)/28", "dev", "\(namespace)n"])
+        }
+        return IPAddress(address)!
+    }
+
+    /// Stops the server on `address` (it stays there, silent... or refusing: nothing listens).
+    func stop(_ address: IPAddress) {
+        byAddress.removeValue(forKey: address)?.kill()
+    }
+
+    func teardown() {
+        for process in processes { process.kill() }
+        if let namespace {
+            _ = Self.run(["ip", "netns", "del", namespace])
+            _ = Self.run(["ip", "link", "del", "\(namespace)h"])
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String]) -> Bool {
+        guard let process = try? Spawned(["/usr/bin/env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + arguments) else { return false }
+        return process.wait() == 0
+    }
+
+    /// One synchronous query with a short timeout: is a server there yet?
+    static func answers(_ address: String, _ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = in_port_t(UInt16(port).bigEndian)
+        target.sin_addr.s_addr = inet_addr(address)
+        let query: [UInt8] = [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x61, 5] + Array("probe".utf8) + [4] + Array("test".utf8) + [0, 0, 1, 0, 1]
+        let sent = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, query, query.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard sent > 0 else { return false }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        return recv(fd, &buffer, buffer.count, 0) > 0
+    }
+
+    /// The stub: `stub.py ADDRESS PORT MODE READYFILE`, UDP and TCP on ADDRESS:PORT.
+    static let stub = #"""
+    import socket, struct, sys, threading, time
+    address, port, mode, ready = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+    def question_end(q):
+        i = 12
+        while q[i] != 0:
+            i += 1 + q[i]
+        return i + 5
+
+    def reply(q, rcode, tc=False, ident=None):
+        ident = struct.unpack(">H", q[:2])[0] if ident is None else ident
+        flags = 0x8180 | rcode | (0x0200 if tc else 0)
+        return struct.pack(">HHHHHH", ident, flags, 1, 0, 0, 0) + q[12:question_end(q)]
+
+    def answer_udp(q, peer, s):
+        if mode == "silent":
+            return
+        if mode == "servfail":
+            s.sendto(reply(q, 2), peer)
+        elif mode == "wrongid":
+            wrong = struct.unpack(">H", q[:2])[0] ^ 0x5555
+            s.sendto(reply(q, 2, ident=wrong), peer)  # a stray SERVFAIL for someone else
+            s.sendto(b"\x00", peer)                     # and noise
+            time.sleep(0.05)
+            s.sendto(reply(q, 0), peer)
+        elif mode == "truncate":
+            s.sendto(reply(q, 2, tc=True), peer)        # only TCP gets the real answer
+
+    def serve_udp():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((address, port))
+        while True:
+            q, peer = s.recvfrom(4096)
+            threading.Thread(target=answer_udp, args=(q, peer, s), daemon=True).start()
+
+    def serve_tcp_client(c):
+        try:
+            data = b""
+            while len(data) < 2:
+                data += c.recv(2 - len(data))
+            n = struct.unpack(">H", data)[0]
+            q = b""
+            while len(q) < n:
+                q += c.recv(n - len(q))
+            if mode == "silent":
+                time.sleep(60)
+                return
+            r = reply(q, 2 if mode == "servfail" else 0)
+            c.sendall(struct.pack(">H", len(r)) + r)
+        finally:
+            c.close()
+
+    def serve_tcp():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        s.listen(64)
+        while True:
+            c, _ = s.accept()
+            threading.Thread(target=serve_tcp_client, args=(c,), daemon=True).start()
+
+    threading.Thread(target=serve_udp, daemon=True).start()
+    threading.Thread(target=serve_tcp, daemon=True).start()
+    time.sleep(0.2)
+    open(ready, "w").close()
+    while True:
+        time.sleep(3600)
+    """#
+}
