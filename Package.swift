@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "TSDNSRuntime",
             dependencies: [
-                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale",
+                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSProbe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

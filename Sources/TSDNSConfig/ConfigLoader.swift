@@ -80,9 +80,6 @@ public struct ConfigLoader: Sendable {
         if !config.clusters.isEmpty && config.watch.server == nil {
             warnings.append("\(parsed.issue("kubernetes.clusters", "pull mode is not available in this build yet; these clusters are not read (use ctl add or PUT /v1/sources meanwhile)"))")
         }
-        if config.healthcheck.probe == .dns {
-            warnings.append("\(parsed.issue("healthcheck.probe", "dns is not available in this build yet; health comes from the control plane only"))")
-        }
 
         let needsCredential = purpose == .reconcile || config.watch.server == nil
         var credential: Credential?

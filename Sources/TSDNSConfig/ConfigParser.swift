@@ -335,8 +335,9 @@ private final class Reader {
         if let node = keys["timeout"], let value = duration(node, "healthcheck.dns.timeout", minimum: .milliseconds(10)) { settings.timeout = value }
         if let node = keys["transport"], let value = choice(node, "healthcheck.dns.transport", Config.DNSTransport.self) { settings.transport = value }
         if let node = keys["proxy"], let value = boundedString(node, "healthcheck.dns.proxy") {
-            if value.isEmpty || isProxyURL(value, schemes: ["socks5://", "socks5h://"]) { settings.proxy = value }
-            else { fail(node, "healthcheck.dns.proxy", "\(quoted(node)) is not a socks5://HOST:PORT URL") }
+            // The probe connects to the proxy by address: tailscaled's SOCKS5 listens on loopback.
+            if value.isEmpty || (isProxyURL(value, schemes: ["socks5://", "socks5h://"]) && proxyHostIsAnAddress(value)) { settings.proxy = value }
+            else { fail(node, "healthcheck.dns.proxy", "\(quoted(node)) is not a socks5://HOST:PORT URL with an IP address or localhost") }
         }
         if let node = keys["concurrency"], let value = int(node, "healthcheck.dns.concurrency", minimum: 1, maximum: 1024) {
             settings.concurrency = value
@@ -458,6 +459,14 @@ private final class Reader {
     func isHTTPURL(_ text: String) -> Bool {
         (text.hasPrefix("http://") || text.hasPrefix("https://")) && text.split(separator: "/").count >= 2
             && !text.contains(" ")
+    }
+
+    func proxyHostIsAnAddress(_ text: String) -> Bool {
+        var rest = Substring(text.drop { $0 != "/" }.dropFirst(2))
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        guard let address = ListenAddress(String(rest)) else { return false }
+        return address.host == "localhost" || IPAddress(address.host) != nil
     }
 
     /// `scheme://host:port`, with an optional trailing slash.

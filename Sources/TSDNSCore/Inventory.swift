@@ -14,6 +14,23 @@ public enum Target: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
 }
 
+/// What a DNS probe found at one address (README "DNS probe").
+public struct ProbeFinding: Sendable, Equatable {
+    public var passed: Bool
+    /// `dns probe: ok`, `dns probe: timeout after 2s`, `dns probe: SERVFAIL`, ...
+    public var reason: String
+    /// The `result` label: ok, timeout, servfail, refused, error.
+    public var result: String
+    public var roundTrip: Duration?
+
+    public init(passed: Bool, reason: String, result: String, roundTrip: Duration?) {
+        self.passed = passed
+        self.reason = reason
+        self.result = result
+        self.roundTrip = roundTrip
+    }
+}
+
 /// Everything known about the tailnet's devices for one run: who owns which address, who is
 /// healthy, and who should be a resolver and why.
 public struct ResolverInventory: Sendable {
@@ -28,6 +45,11 @@ public struct ResolverInventory: Sendable {
     public let withdrawn: [String: String]
     /// Consecutive failed healthchecks by nodeId, counting this one.
     public let failedChecks: [String: Int]
+    /// DNS probe results of this check, by address (empty without `probe: dns`).
+    public let probes: [IPAddress: ProbeFinding]
+    /// Nodes that failed and have not passed `successThreshold` checks in a row since: not
+    /// added yet (a listed one stays).
+    public let heldBack: Set<String>
     /// Every device claiming each address, in list order.
     private let ownersByAddress: [IPAddress: [Int]]
 
@@ -39,7 +61,9 @@ public struct ResolverInventory: Sendable {
         extraSources: [String: Set<String>] = [:],
         excluded: Set<String> = [],
         withdrawn: [String: String] = [:],
-        failedChecks: [String: Int] = [:]
+        failedChecks: [String: Int] = [:],
+        probes: [IPAddress: ProbeFinding] = [:],
+        heldBack: Set<String> = []
     ) {
         self.devices = devices
         var health: [String: Health] = [:]
@@ -58,6 +82,8 @@ public struct ResolverInventory: Sendable {
         self.excluded = excluded
         self.withdrawn = withdrawn
         self.failedChecks = failedChecks
+        self.probes = probes
+        self.heldBack = heldBack
         self.ownersByAddress = owners
     }
 
@@ -68,13 +94,28 @@ public struct ResolverInventory: Sendable {
         return owners.first { health(of: $0).isHealthy } ?? owners.first
     }
 
+    /// Health as the control plane sees it.
     public func health(of device: Device) -> Health {
         health[device.nodeId] ?? .unhealthy("unknown")
     }
 
-    /// Failed checks in a row; an unhealthy device without a count has failed this one.
+    /// Health of one of the device's addresses: the control plane's verdict, then the DNS
+    /// probe's where one was sent.
+    public func health(of device: Device, at address: IPAddress) -> Health {
+        let control = health(of: device)
+        guard control.isHealthy, let probe = probes[address], !probe.passed else { return control }
+        return .unhealthy(probe.reason)
+    }
+
+    /// Whether a device fails this check: the control plane says so, or a probe of one of
+    /// its addresses failed.
+    public func failsCheck(_ device: Device) -> Bool {
+        !health(of: device).isHealthy || device.ipAddresses.contains { probes[$0]?.passed == false }
+    }
+
+    /// Failed checks in a row; a failing device without a count has failed this one.
     public func failures(of device: Device) -> Int {
-        if health(of: device).isHealthy { return 0 }
+        if !failsCheck(device) { return 0 }
         return max(1, failedChecks[device.nodeId] ?? 1)
     }
 

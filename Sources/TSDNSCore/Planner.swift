@@ -125,14 +125,16 @@ public enum Planner {
                 }
                 continue
             }
-            entries.append(judge(text, device: device, inventory: inventory, settings: settings))
+            entries.append(judge(text, address: address, device: device, inventory: inventory, settings: settings))
         }
 
         var additions: [(IPAddress, PlanEntry)] = []
         if settings.mode == .sync {
             for (device, sources) in inventory.candidates
-            where inventory.health(of: device).isHealthy && !inventory.excluded.contains(device.nodeId) {
-                for address in device.ipAddresses where settings.addressFamily.includes(address) && !listed.contains(address) {
+            where inventory.health(of: device).isHealthy && !inventory.excluded.contains(device.nodeId) && !inventory.heldBack.contains(device.nodeId) {
+                // A candidate address that fails its DNS probe is not added.
+                for address in device.ipAddresses
+                where settings.addressFamily.includes(address) && !listed.contains(address) && inventory.probes[address]?.passed != false {
                     listed.insert(address)
                     additions.append((address, PlanEntry(
                         action: .add, address: address.description, node: device.hostname,
@@ -150,9 +152,9 @@ public enum Planner {
     }
 
     /// The verdict on a listed address that a device owns.
-    private static func judge(_ text: String, device: Device, inventory: ResolverInventory, settings: PlanSettings) -> PlanEntry {
+    private static func judge(_ text: String, address: IPAddress, device: Device, inventory: ResolverInventory, settings: PlanSettings) -> PlanEntry {
         var entry = PlanEntry(action: .keep, address: text, node: device.hostname, nodeId: device.nodeId, reason: "")
-        if case .unhealthy(let why) = inventory.health(of: device) {
+        if case .unhealthy(let why) = inventory.health(of: device, at: address) {
             let failures = inventory.failures(of: device)
             if failures >= settings.failureThreshold {
                 entry.action = .remove

@@ -140,10 +140,8 @@ public actor Controller {
         guard !stopping else { throw ControllerError.shuttingDown }
         let snapshot = try await sharedRead()
         var next = state
-        let healthy = isHealthy(at: snapshot.readAt)
-        _ = next.housekeeping(snapshot, isHealthy: healthy)
-        next.failedChecks = next.counting(snapshot.devices, isHealthy: healthy)
-        var request = runRequest(mode, next, snapshot)
+        _ = next.housekeeping(snapshot, isHealthy: isHealthy(at: snapshot.readAt))
+        var (request, _) = await prepare(mode, countsAsCheck: true, next, snapshot, record: false)
         request.dryRun = true
         return reconciler.plan(snapshot, reconciler.inventory(snapshot, request), request)
     }
@@ -184,16 +182,10 @@ public actor Controller {
             throw error
         }
         everRead = true
-        let healthy = isHealthy(at: snapshot.readAt)
-        let promoted = state.housekeeping(snapshot, isHealthy: healthy)
+        let promoted = state.housekeeping(snapshot, isHealthy: isHealthy(at: snapshot.readAt))
         for query in promoted { logger.info("pending resolver is healthy", metadata: ["node": "\(query)"]) }
         persist()
-        var next = state
-        // A run that is not a check only forgets the nodes it saw healthy.
-        next.failedChecks = countsAsCheck
-            ? state.counting(snapshot.devices, isHealthy: healthy)
-            : state.failedChecks.filter { id, _ in snapshot.devices.contains { $0.nodeId == id && !healthy($0) } }
-        let request = runRequest(mode, next, snapshot)
+        let (request, next) = await prepare(mode, countsAsCheck: countsAsCheck, state, snapshot, record: true)
         let progress = WriteProgress()
         inFlight = progress
         defer {
@@ -208,6 +200,7 @@ public actor Controller {
             throw error
         }
         state.failedChecks = next.failedChecks
+        state.recovering = next.recovering
         if mode == .sync {
             let listed = Set(result.plan.targets.flatMap(\.desired).compactMap { IPAddress($0).flatMap(result.inventory.owner(of:))?.nodeId })
             state.settleWithdrawals(sources: result.inventory.sources, listed: listed)
@@ -231,12 +224,37 @@ public actor Controller {
     }
 
     private func runRequest(_ mode: RunMode, _ state: LoopState, _ snapshot: TailnetSnapshot) -> RunRequest {
-        RunRequest(
+        var request = RunRequest(
             mode: mode, dryRun: false,
             extraSources: state.extraSources(snapshot.devices, isHealthy: isHealthy(at: snapshot.readAt)),
             excluded: Set(state.exclusions.keys), withdrawn: state.withdrawn, failedChecks: state.failedChecks,
             failureThreshold: config.healthcheck.failureThreshold
         )
+        request.heldBack = Set(state.recovering.keys)
+        return request
+    }
+
+    /// The request of a run and the check counts after it: probes the resolvers (with
+    /// `probe: dns`), then counts failures and passes — a run that is not a check only
+    /// forgets the nodes it saw pass.
+    private func prepare(
+        _ mode: RunMode, countsAsCheck: Bool, _ base: LoopState, _ snapshot: TailnetSnapshot, record: Bool
+    ) async -> (RunRequest, LoopState) {
+        var next = base
+        var request = runRequest(mode, base, snapshot)
+        let probes = await reconciler.probe(snapshot, request)
+        if record { metrics.recordProbes(probes.values) }
+        request.probes = probes
+        let inventory = reconciler.inventory(snapshot, request)
+        if countsAsCheck {
+            next.failedChecks = base.counting(snapshot.devices, fails: inventory.failsCheck)
+            next.recovering = base.recovering(after: snapshot.devices, fails: inventory.failsCheck, threshold: config.healthcheck.successThreshold)
+        } else {
+            next.failedChecks = base.failedChecks.filter { id, _ in snapshot.devices.contains { $0.nodeId == id && inventory.failsCheck($0) } }
+        }
+        request = runRequest(mode, next, snapshot)
+        request.probes = probes
+        return (request, next)
     }
 
     private func record(_ error: Error, mode: RunMode) {

@@ -23,6 +23,15 @@ public struct InventoryView: Sendable, Encodable {
         public var problem: String?
         /// Removed by RPC and kept out.
         public var excluded: Bool
+        /// The last DNS probe of this address (with `probe: dns`).
+        public var probe: Probe?
+
+        public struct Probe: Sendable, Encodable {
+            /// ok, timeout, servfail, refused, error
+            public var result: String
+            public var reason: String
+            public var roundTripMs: Double?
+        }
 
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -35,9 +44,10 @@ public struct InventoryView: Sendable, Encodable {
             try c.encode(listed, forKey: .listed)
             try c.encodeIfPresent(problem, forKey: .problem)
             try c.encode(excluded, forKey: .excluded)
+            try c.encodeIfPresent(probe, forKey: .probe)
         }
 
-        enum CodingKeys: String, CodingKey { case address, node, nodeId, healthy, sources, lastSeen, listed, problem, excluded }
+        enum CodingKeys: String, CodingKey { case address, node, nodeId, healthy, sources, lastSeen, listed, problem, excluded, probe }
     }
 
     public struct PendingItem: Sendable, Encodable {
@@ -94,14 +104,18 @@ public struct InventoryView: Sendable, Encodable {
         var seen = Set<String>()
         func add(_ address: String, _ device: Device?, listed: Bool) {
             guard seen.insert(address).inserted else { return }
-            let health = device.map(inventory.health(of:)) ?? .unhealthy("no tailnet device has this address")
+            let ip = IPAddress(address)
+            let health = device.map { device in ip.map { inventory.health(of: device, at: $0) } ?? inventory.health(of: device) }
+                ?? .unhealthy("no tailnet device has this address")
+            let finding = ip.flatMap { inventory.probes[$0] }
             var problem: String?
             if case .unhealthy(let why) = health { problem = why }
             resolvers.append(Resolver(
                 address: address, node: device?.hostname, nodeId: device?.nodeId, healthy: health.isHealthy,
                 sources: device.flatMap { inventory.sources[$0.nodeId] }.map(ResolverInventory.ordered) ?? [],
                 lastSeen: device?.lastSeen.map(Timestamp.format), listed: listed, problem: problem,
-                excluded: device.map { excludedIds.contains($0.nodeId) } ?? false
+                excluded: device.map { excludedIds.contains($0.nodeId) } ?? false,
+                probe: finding.map { Resolver.Probe(result: $0.result, reason: $0.reason, roundTripMs: $0.roundTrip.map { ($0.seconds * 1e5).rounded() / 100 }) }
             ))
         }
         let devicesById = Dictionary(inventory.devices.map { ($0.nodeId, $0) }, uniquingKeysWith: { first, _ in first })

@@ -53,6 +53,9 @@ public enum MemberState: String, Sendable, Codable {
 struct LoopState: Sendable, Equatable {
     /// Consecutive failed checks by nodeId.
     var failedChecks: [String: Int] = [:]
+    /// Nodes that failed a check, with the checks they have passed in a row since; they are
+    /// added again only after `healthcheck.successThreshold` of them.
+    var recovering: [String: Int] = [:]
     /// Resolvers added by RPC, with their sources, by nodeId.
     var manualSources: [String: Set<String>] = [:]
     var pending: [PendingAdd] = []
@@ -63,10 +66,11 @@ struct LoopState: Sendable, Equatable {
     /// longer listed.
     var withdrawn: [String: String] = [:]
 
-    /// The part that `state.file` keeps.
+    /// The part that `state.file` keeps: not the counts of checks.
     var durable: LoopState {
         var copy = self
         copy.failedChecks = [:]
+        copy.recovering = [:]
         return copy
     }
 
@@ -101,14 +105,28 @@ struct LoopState: Sendable, Equatable {
         pending = pending.filter { $0.expires > date }
     }
 
-    /// Failed checks after one more check of `devices`: +1 for each unhealthy device, and a
-    /// healthy one starts again from zero.
-    func counting(_ devices: [Device], isHealthy: (Device) -> Bool) -> [String: Int] {
+    /// Failed checks after one more check of `devices`: +1 for each failing device, and a
+    /// passing one starts again from zero.
+    func counting(_ devices: [Device], fails: (Device) -> Bool) -> [String: Int] {
         var counts: [String: Int] = [:]
-        for device in devices where !isHealthy(device) {
+        for device in devices where fails(device) {
             counts[device.nodeId] = (failedChecks[device.nodeId] ?? 0) + 1
         }
         return counts
+    }
+
+    /// Passed checks after one more check: a failing device starts recovering from zero, a
+    /// passing one counts up and is released at `threshold`.
+    func recovering(after devices: [Device], fails: (Device) -> Bool, threshold: Int) -> [String: Int] {
+        var next: [String: Int] = [:]
+        for device in devices {
+            if fails(device) {
+                next[device.nodeId] = 0
+            } else if let passes = recovering[device.nodeId], passes + 1 < threshold {
+                next[device.nodeId] = passes + 1
+            }
+        }
+        return next
     }
 
     // MARK: Source sets

@@ -95,6 +95,13 @@ public enum SourcesTable {
 
 /// `ctl status`: the inventory as a table an operator can read at a glance.
 public enum InventoryTable {
+    /// `ok 1.2ms`, `timeout`, `-` where not probed.
+    static func probeCell(_ probe: [String: Any]?) -> String {
+        guard let probe, let result = probe["result"] as? String else { return "-" }
+        guard let milliseconds = probe["roundTripMs"] as? Double else { return result }
+        return "\(result) \(milliseconds)ms"
+    }
+
     public static func render(_ inventory: [String: Any]) -> String {
         var lines: [String] = []
         // `desired` is what the last run wrote (or found in place).
@@ -103,17 +110,17 @@ public enum InventoryTable {
             lines.append("target \(target["target"] as? String ?? "?"): \(list.isEmpty ? "(empty)" : list)")
         }
         let resolvers = inventory["resolvers"] as? [[String: Any]] ?? []
-        var rows = [["ADDRESS", "NODE", "HEALTH", "LISTED", "SOURCES", "LAST SEEN"]]
+        let probing = resolvers.contains { $0["probe"] is [String: Any] }
+        var rows = [["ADDRESS", "NODE", "HEALTH", "LISTED", "SOURCES"] + (probing ? ["DNS PROBE"] : []) + ["LAST SEEN"]]
         for resolver in resolvers {
             let healthy = resolver["healthy"] as? Bool ?? false
-            rows.append([
-                resolver["address"] as? String ?? "",
-                resolver["node"] as? String ?? "-",
-                healthy ? "healthy" : "unhealthy" + ((resolver["problem"] as? String).map { ": \($0)" } ?? ""),
-                (resolver["excluded"] as? Bool ?? false) ? "no (excluded)" : (resolver["listed"] as? Bool ?? false) ? "yes" : "no",
-                (resolver["sources"] as? [String] ?? []).joined(separator: ", "),
-                resolver["lastSeen"] as? String ?? "-",
-            ].map(TerminalText.escape))
+            let health: String = healthy ? "healthy" : "unhealthy" + ((resolver["problem"] as? String).map { ": \($0)" } ?? "")
+            let listed: String = (resolver["excluded"] as? Bool ?? false) ? "no (excluded)" : (resolver["listed"] as? Bool ?? false) ? "yes" : "no"
+            var row: [String] = [resolver["address"] as? String ?? "", resolver["node"] as? String ?? "-", health, listed]
+            row.append((resolver["sources"] as? [String] ?? []).joined(separator: ", "))
+            if probing { row.append(probeCell(resolver["probe"] as? [String: Any])) }
+            row.append(resolver["lastSeen"] as? String ?? "-")
+            rows.append(row.map(TerminalText.escape))
         }
         lines.append("")
         if resolvers.isEmpty {

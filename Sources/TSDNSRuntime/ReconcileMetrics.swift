@@ -8,6 +8,7 @@ public struct ReconcileMetrics: Sendable {
     private let factory: any MetricsFactory
 
     public static let runResults = ["noop", "applied", "error", "blocked"]
+    public static let probeResults = ["ok", "timeout", "servfail", "refused", "error"]
     public static let resolverStates = ["healthy", "unhealthy", "pending", "excluded"]
 
     public init(factory: any MetricsFactory) {
@@ -17,7 +18,13 @@ public struct ReconcileMetrics: Sendable {
     /// Every series of a fixed label set, at 0, so alerts and rates work before the first
     /// event. `tsdns_healthcheck_total` counts healthcheck-only runs: a sync includes a
     /// healthcheck and is counted once, in `tsdns_sync_total`.
-    public func exportZeros(targets: [Target]) {
+    public func exportZeros(targets: [Target], probes: Bool = false) {
+        if probes {
+            for result in Self.probeResults {
+                Counter(label: "tsdns_probe_total", dimensions: [("result", result)], factory: factory).increment(by: 0)
+            }
+            _ = Timer(label: "tsdns_probe_duration_seconds", factory: factory)
+        }
         for mode in [RunMode.sync, .healthcheck] {
             for result in Self.runResults {
                 Counter(label: runSeries(mode), dimensions: [("result", result)], factory: factory).increment(by: 0)
@@ -37,6 +44,16 @@ public struct ReconcileMetrics: Sendable {
         let result = plan.changed && !plan.dryRun ? "applied" : blocked ? "blocked" : "noop"
         Counter(label: runSeries(mode), dimensions: [("result", result)], factory: factory).increment()
         Timer(label: "tsdns_apply_duration_seconds", factory: factory).recordNanoseconds(Int64(duration.seconds * 1e9))
+    }
+
+    /// One count per probe by result, and the round trips of those that were answered.
+    public func recordProbes(_ findings: some Sequence<ProbeFinding>) {
+        for finding in findings {
+            Counter(label: "tsdns_probe_total", dimensions: [("result", finding.result)], factory: factory).increment()
+            if let roundTrip = finding.roundTrip {
+                Timer(label: "tsdns_probe_duration_seconds", factory: factory).recordNanoseconds(Int64(roundTrip.seconds * 1e9))
+            }
+        }
     }
 
     public func recordFailure(mode: RunMode) {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TSDNSConfig
 import TSDNSCore
+import TSDNSProbe
 import TSDNSTailscale
 
 /// What the tailnet looks like right now: every read a run needs, all of which succeeded.
@@ -22,6 +23,10 @@ public struct RunRequest: Sendable {
     public var withdrawn: [String: String]
     /// Consecutive failed checks by nodeId, this check included; empty means one each.
     public var failedChecks: [String: Int]
+    /// DNS probe results of this check; nil: probe now if `probe: dns` (`run --once`).
+    public var probes: [IPAddress: ProbeFinding]?
+    /// Nodes not to add yet (`healthcheck.successThreshold`).
+    public var heldBack: Set<String> = []
     /// `run --once` remembers nothing between runs, so one failed check is enough.
     public var failureThreshold: Int?
 
@@ -50,15 +55,62 @@ public final class Reconciler: Sendable {
     public let client: TailscaleClient
     public let config: Config
     public let tailnet: String
+    /// With `healthcheck.probe: dns`: the DNS probe of every resolver a run judges.
+    public let prober: DNSProber?
     private let logger: Logger
     private let now: @Sendable () -> Date
 
-    public init(client: TailscaleClient, config: Config, tailnet: String, logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+    /// `probeEndpoint` points resolver addresses elsewhere (the demo's local servers).
+    public init(
+        client: TailscaleClient, config: Config, tailnet: String, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
+        probeEndpoint: (@Sendable (IPAddress) -> (IPAddress, Int))? = nil
+    ) {
         self.client = client
         self.config = config
         self.tailnet = tailnet
         self.logger = logger
         self.now = now
+        self.prober = config.healthcheck.probe == .dns
+            ? DNSProber(settings: ProbeSettings(config.healthcheck.dns), endpoint: probeEndpoint) : nil
+    }
+
+    /// The addresses a run judges whose devices the control plane calls healthy: every
+    /// managed entry of the lists, and in a sync every candidate that could be added.
+    public func probeTargets(_ snapshot: TailnetSnapshot, _ request: RunRequest) -> [IPAddress] {
+        var unprobed = request
+        unprobed.probes = [:]
+        let inventory = inventory(snapshot, unprobed)
+        var targets: [IPAddress] = []
+        var seen = Set<IPAddress>()
+        let protected = Set(config.safety.protect.compactMap(IPAddress.init))
+        for list in snapshot.lists.values {
+            for address in list.compactMap(IPAddress.init) where !protected.contains(address) {
+                if let device = inventory.owner(of: address), inventory.health(of: device).isHealthy, seen.insert(address).inserted {
+                    targets.append(address)
+                }
+            }
+        }
+        if request.mode == .sync {
+            for (device, _) in inventory.candidates
+            where inventory.health(of: device).isHealthy && !inventory.excluded.contains(device.nodeId) {
+                for address in device.ipAddresses where config.resolvers.addressFamily.includes(address) && seen.insert(address).inserted {
+                    targets.append(address)
+                }
+            }
+        }
+        return targets
+    }
+
+    /// Probes the run's targets; empty without `probe: dns`. Never fails: an unreachable
+    /// resolver is an unhealthy resolver, not a failed read.
+    public func probe(_ snapshot: TailnetSnapshot, _ request: RunRequest) async -> [IPAddress: ProbeFinding] {
+        guard let prober else { return [:] }
+        let results = await prober.probe(probeTargets(snapshot, request))
+        var findings: [IPAddress: ProbeFinding] = [:]
+        for result in results {
+            findings[result.address] = ProbeFinding(passed: result.passed, reason: result.reason, result: result.outcome.label, roundTrip: result.roundTrip)
+        }
+        return findings
     }
 
     /// The request floor: one devices GET, one nameservers GET if the global list is
@@ -85,7 +137,9 @@ public final class Reconciler: Sendable {
             extraSources: request.extraSources,
             excluded: request.excluded,
             withdrawn: request.withdrawn,
-            failedChecks: request.failedChecks
+            failedChecks: request.failedChecks,
+            probes: request.probes ?? [:],
+            heldBack: request.heldBack
         )
     }
 
@@ -120,6 +174,8 @@ public final class Reconciler: Sendable {
     public func run(_ request: RunRequest, snapshot given: TailnetSnapshot? = nil, progress: WriteProgress? = nil) async throws -> RunResult {
         let snapshot: TailnetSnapshot
         if let given { snapshot = given } else { snapshot = try await read() }
+        var request = request
+        if request.probes == nil { request.probes = await probe(snapshot, request) }
         let inventory = inventory(snapshot, request)
         let plan = plan(snapshot, inventory, request)
         let settings = config.planSettings(mode: request.mode, failureThreshold: request.failureThreshold)

@@ -43,18 +43,19 @@ public final class Daemon: Sendable {
         logger: Logger, signals: Bool = true, retry: RetryPolicy = RetryPolicy(),
         minimumGap: Duration = .milliseconds(200), maxRetryDelay: Duration = .seconds(3), maxPending: Int = 10_000,
         now: @escaping @Sendable () -> Date = Date.init,
+        probeEndpoint: (@Sendable (IPAddress) -> (IPAddress, Int))? = nil,
         onRun: (@Sendable (Plan) -> Void)? = nil
     ) throws {
         let registry = PrometheusCollectorRegistry()
         let metrics = ReconcileMetrics(factory: PrometheusMetricsFactory(registry: registry))
-        metrics.exportZeros(targets: config.resolvers.targets)
+        metrics.exportZeros(targets: config.resolvers.targets, probes: config.healthcheck.probe == .dns)
         // Short attempts: a hung API is retried soon, so the loop notices an outage's end.
         let client = TailscaleClient(
             baseURL: apiURL, tailnet: tailnet, credential: credential,
             http: HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(5))), retry: retry, logger: logger,
             onResponse: { metrics.recordAPIResponse(api: "tailscale", code: $0) }
         )
-        let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger, now: now)
+        let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger, now: now, probeEndpoint: probeEndpoint)
         let controller = try Controller(reconciler: reconciler, metrics: metrics, logger: logger, minimumGap: minimumGap, maxPending: maxPending, now: now, onRun: onRun)
         let listening = ListenSignal()
         var services: [any Service] = []

@@ -307,7 +307,7 @@ struct ConfigLimitTests {
 
     @Test func newKeysAreChecked() {
         #expect(issues("resolvers:\n  unsourced: delete\n") == [#"config.yaml:2: resolvers.unsourced: "delete" is not one of keep, remove"#])
-        #expect(issues("healthcheck:\n  dns:\n    proxy: http://127.0.0.1:1055\n") == [#"config.yaml:3: healthcheck.dns.proxy: "http://127.0.0.1:1055" is not a socks5://HOST:PORT URL"#])
+        #expect(issues("healthcheck:\n  dns:\n    proxy: http://127.0.0.1:1055\n") == [#"config.yaml:3: healthcheck.dns.proxy: "http://127.0.0.1:1055" is not a socks5://HOST:PORT URL with an IP address or localhost"#])
         #expect(issues("healthcheck:\n  dns:\n    port: 70000\n") == ["config.yaml:3: healthcheck.dns.port: 70000 is above the maximum of 65535"])
         #expect(issues("rpc:\n  maxConnections: 0\n") == ["config.yaml:2: rpc.maxConnections: 0 is below the minimum of 1"])
         #expect(issues("watch:\n  listen: nowhere\n") == [#"config.yaml:2: watch.listen: "nowhere" is not host:port"#])

@@ -76,13 +76,13 @@ struct DNSProbeTests {
         let dnsmasq = try await lab.start(.dnsmasq)
         let servfail = try await lab.start(.stub("servfail"))
         let nothing = try lab.unusedAddress()
-        let socks = try Microsocks.start()
+        let socks = try await Microsocks.start()
         defer { socks.stop() }
         let proxy = try #require(SOCKS5Proxy(url: "socks5://127.0.0.1:\(socks.port)"))
         let results = await prober(lab, proxy: proxy).probe([dnsmasq, servfail, nothing])
         #expect(results.map(\.outcome) == [.ok, .servfail, .refused("connection refused (via socks5)")])
 
-        let authenticated = try Microsocks.start(user: "probe", password: "s3cret")
+        let authenticated = try await Microsocks.start(user: "probe", password: "s3cret")
         defer { authenticated.stop() }
         let withPassword = try #require(SOCKS5Proxy(url: "socks5://probe:s3cret@127.0.0.1:\(authenticated.port)"))
         #expect(await prober(lab, proxy: withPassword).probe([dnsmasq]).map(\.outcome) == [.ok])
@@ -128,14 +128,14 @@ struct Microsocks {
     let process: Spawned
     let port: Int
 
-    static func start(user: String? = nil, password: String? = nil) throws -> Microsocks {
+    static func start(user: String? = nil, password: String? = nil) async throws -> Microsocks {
         let port = try freePort()
         let process = try Spawned(["/usr/bin/microsocks", "-i", "127.0.0.1", "-p", "\(port)"] + (user.map { ["-u", $0, "-P", password ?? ""] } ?? []))
         // Listening once a TCP connect succeeds.
-        let deadline = Date().addingTimeInterval(5)
-        while Date() < deadline {
-            if let probe = try? RawConnection(port: port) { probe.close(); break }
-            usleep(20_000)
+        try await eventually("microsocks listens") {
+            guard let probe = try? RawConnection(port: port) else { return false }
+            probe.close()
+            return true
         }
         return Microsocks(process: process, port: port)
     }

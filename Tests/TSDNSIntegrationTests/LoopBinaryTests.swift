@@ -220,7 +220,8 @@ struct LoopBinaryTests {
     @Test func onceStoppedMidWriteLetsItLandAndPrintsThePlan() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
-        tailnet.inject(.init(.delay(.milliseconds(1500)), method: "POST"))
+        // Long enough to be seen in flight by a busy test run, within the 3 s write grace.
+        tailnet.inject(.init(.delay(.milliseconds(2500)), method: "POST"))
         let dir = try ConfigDirectory(tailnet: tailnet)
         defer { dir.remove() }
         let once = try RunningBinary(config: dir.config, arguments: ["--once"])

@@ -23,7 +23,8 @@ struct LoopHarness {
     /// `productionTiming` uses the retry policy and backoff the program ships with.
     static func start(
         tailnet: SimulatedTailnet? = nil, token: String? = nil, productionTiming: Bool = false,
-        directory: URL? = nil, maxPending: Int = 10_000, clock: TestDate? = nil, configure: (inout Config) -> Void = { _ in }
+        directory: URL? = nil, maxPending: Int = 10_000, clock: TestDate? = nil,
+        probes: ProbeEndpoint? = nil, configure: (inout Config) -> Void = { _ in }
     ) async throws -> LoopHarness {
         let tailnet = try tailnet ?? makeTailnet()
         let directory = try directory ?? scratchDirectory()
@@ -43,7 +44,7 @@ struct LoopHarness {
             config: config, tailnet: "-", apiURL: tailnet.baseURL, credential: .apiKey(tailnet.apiKey),
             logger: quietLogger, signals: false, retry: productionTiming ? RetryPolicy() : fastRetry,
             minimumGap: .milliseconds(50), maxRetryDelay: productionTiming ? .seconds(3) : .milliseconds(200),
-            maxPending: maxPending, now: now
+            maxPending: maxPending, now: now, probeEndpoint: probes?.map
         )
         let running = Task { try await daemon.run() }
         guard let port = await daemon.port() else { throw HarnessError.noListener }
@@ -95,6 +96,12 @@ struct LoopHarness {
         let members = nodes.map { #"{"node": "\#($0)", "source": "\#(name)/dns/\#($0)"}"# }.joined(separator: ", ")
         return try await request("PUT", "/v1/sources/\(name)", body: #"{"resolvers": [\#(members)]}"#)
     }
+}
+
+/// Where the loop's DNS probes reach a device address (a struct, so that a trailing
+/// closure still means `configure`).
+struct ProbeEndpoint: Sendable {
+    let map: @Sendable (IPAddress) -> (IPAddress, Int)
 }
 
 /// Wall-clock time a test moves by hand, for TTLs and expiry without sleeping.

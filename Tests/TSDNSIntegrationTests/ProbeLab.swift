@@ -113,7 +113,34 @@ final class ProbeLab: @unchecked Sendable {
         let parts = prefix.split(separator: ".")
         let address = "\(parts[0]).\(parts[1]).\(parts[2]).\(Int(parts[3])! + next)"
         next += 1
-        if let namespace {
+        return try await start(server, at: address, fresh: true)
+    }
+
+    /// Starts a server again where one was stopped.
+    func restart(_ server: Server, at address: IPAddress) async throws {
+        _ = try await start(server, at: address.description, fresh: false)
+    }
+
+    /// The address a simulated tailnet device gets for a lab address: the same one in a
+    /// namespace (a Tailscale address); on loopback a Tailscale address that `endpoint`
+    /// maps back, since only Tailscale addresses are taken from devices.
+    func tailnetAddress(_ labAddress: IPAddress) -> String {
+        guard namespace == nil else { return labAddress.description }
+        return "100.64.239.\(labAddress.bytes[3])"
+    }
+
+    /// For `Daemon(probeEndpoint:)`: where a device address is reached.
+    var endpoint: @Sendable (IPAddress) -> (IPAddress, Int) {
+        let (inNamespace, prefix, port) = (namespace != nil, prefix, port)
+        return { address in
+            guard !inNamespace, address.bytes.count == 4 else { return (address, port) }
+            let parts = prefix.split(separator: ".")
+            return (IPAddress("\(parts[0]).\(parts[1]).\(parts[2]).\(address.bytes[3])")!, port)
+        }
+    }
+
+    private func start(_ server: Server, at address: String, fresh: Bool) async throws -> IPAddress {
+        if let namespace, fresh {
             let inner = "\(namespace)n"
             guard Self.run(["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(address)/28", "dev", inner]) else {
                 throw HarnessError.timedOut("address \(address) in \(namespace)")
@@ -140,7 +167,7 @@ final class ProbeLab: @unchecked Sendable {
         byAddress[ip] = process
         switch server {
         case .dnsmasq:
-            try await eventually("dnsmasq answers on \(address)") { Self.answers(address, self.port) }
+            try await eventually("dnsmasq answers on \(address)") { await Self.answers(address, self.port) }
         case .stub:
             try await eventually("the stub listens on \(address)") { FileManager.default.fileExists(atPath: ready.path) }
         }
@@ -178,12 +205,10 @@ final class ProbeLab: @unchecked Sendable {
         return process.wait() == 0
     }
 
-    /// One synchronous query with a short timeout: is a server there yet?
-    static func answers(_ address: String, _ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+    /// One query, waited for at most 200 ms without blocking a thread: is a server there yet?
+    static func answers(_ address: String, _ port: Int) async -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var target = sockaddr_in()
         target.sin_family = sa_family_t(AF_INET)
         target.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -194,7 +219,11 @@ final class ProbeLab: @unchecked Sendable {
         }
         guard sent > 0 else { return false }
         var buffer = [UInt8](repeating: 0, count: 512)
-        return recv(fd, &buffer, buffer.count, 0) > 0
+        for _ in 0..<10 {
+            if recv(fd, &buffer, buffer.count, 0) > 0 { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
     }
 
     /// The stub: `stub.py ADDRESS PORT MODE READYFILE`, UDP and TCP on ADDRESS:PORT.
