@@ -1,6 +1,8 @@
 # tsdns-reconcile — the two commands a newcomer needs are `make demo` and `make test`.
 SWIFT ?= swift
-APT_PACKAGES := libcurl4-openssl-dev pkg-config openssl
+# The build needs libcurl; the tests start real peers: dnsmasq (DNS), microsocks (SOCKS5),
+# openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint).
+APT_PACKAGES := libcurl4-openssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc
 
 .PHONY: deps build test demo bench bench-loop release clean
 
@@ -31,6 +33,7 @@ MINUTES ?= 1
 bench: release
 	.build/release/tsdns-bench .build/release/tsdns-reconcile
 	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10
+	.build/release/tsdns-bench probe
 
 bench-loop: release
 	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10

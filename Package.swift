@@ -85,7 +85,7 @@ let package = Package(
             ]
         ),
         // `make bench`: measures the built binary against a large simulated tailnet.
-        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime"]),
+        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime", "TSDNSProbe"]),
         .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
         // Pure state machines and files of the runtime: scheduler, loop state, state file, backoff.
         .testTarget(name: "TSDNSRuntimeTests", dependencies: ["TSDNSRuntime", "TSDNSConfig", "TSDNSCore", "TSDNSHTTP"]),

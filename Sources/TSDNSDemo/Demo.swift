@@ -8,8 +8,9 @@ import TSDNSServer
 import TSDNSSimulator
 
 /// `tsdns-reconcile demo`: the real loop, with its RPC listener, against a simulated tailnet,
-/// and a story a newcomer can follow: a resolver dies, a new one joins, an RPC add waits for
-/// its node, an RPC remove keeps a node out. Every wait is for something the loop does.
+/// and a story a newcomer can follow: a resolver dies, a new one joins, a source set's member
+/// waits for its node, a resolver whose DNS server stops answering leaves and comes back, an
+/// RPC remove keeps a node out. Every wait is for something the loop does.
 public struct Demo: Sendable {
     public var write: @Sendable (String) -> Void
     public var logger: Logger
@@ -34,7 +35,18 @@ public struct Demo: Sendable {
         tailnet.setDevices([prod1, prod2, SimulatedDevices.device(20, hostname: "laptop", tags: nil)])
         tailnet.setNameservers(["1.1.1.1", prod1.addresses[0], prod2.addresses[0]])
 
+        // Every resolver answers DNS on a local port of its own; the probe is pointed there.
+        var resolvers: [IPAddress: SimulatedResolver] = [:]
+        for device in [prod1, prod2, prod3, coredns] {
+            resolvers[IPAddress(device.addresses[0])!] = try SimulatedResolver.start()
+        }
+        defer { resolvers.values.forEach { $0.stop() } }
+        let ports = resolvers.mapValues(\.port)
+        let loopback = IPAddress("127.0.0.1")!
+
         var config = Config()
+        config.healthcheck.probe = .dns
+        config.healthcheck.dns.timeout = .milliseconds(300)
         config.healthcheck.interval = .seconds(1)
         config.sync.interval = .seconds(3)
         config.sync.pendingTTL = .seconds(30)
@@ -49,6 +61,7 @@ public struct Demo: Sendable {
         let daemon = try Daemon(
             config: config, tailnet: tailnet.tailnetName, apiURL: tailnet.baseURL, credential: .apiKey(tailnet.apiKey),
             logger: logger, signals: false,
+            probeEndpoint: { address in (loopback, ports[address] ?? 9) },
             onRun: { plan in
                 guard plan.changed else { return }
                 let text = PlanRenderer.text(plan)
@@ -63,8 +76,9 @@ public struct Demo: Sendable {
 
         write("""
         A simulated tailnet serves the Tailscale API on \(tailnet.baseURL); the real loop runs
-        against it with a healthcheck every 1s and a sync every 3s, and its RPC API listens on
-        http://127.0.0.1:\(port). Global nameservers: \(tailnet.nameservers.joined(separator: ", "))
+        against it with a healthcheck every 1s and a sync every 3s, sends every resolver a DNS
+        query (healthcheck.probe: dns), and its RPC API listens on http://127.0.0.1:\(port).
+        Global nameservers: \(tailnet.nameservers.joined(separator: ", "))
 
 
         """)
@@ -94,17 +108,28 @@ public struct Demo: Sendable {
             guard try await until("dns-prod-3 is added", { listed(prod3) && seen("+ \(prod3.addresses[0])") }) else { break story }
             show("   → added by the next sync (a healthcheck never adds).\n")
 
-            show("3. The Kubernetes watcher reports coredns-prod, whose node has not registered yet:")
-            show("   POST /v1/resolvers {\"node\": \"coredns-prod\", \"source\": \"kubernetes:prod/dns/coredns\"}")
-            let answer = try await rpc.call("POST", "/v1/resolvers", body: RPCWire.AddBody(node: "coredns-prod", source: "kubernetes:prod/dns/coredns"))
-            show("   → HTTP \(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
-            try await Task.sleep(for: .milliseconds(1500))
+            show("3. The Kubernetes watcher sends its cluster's whole set; coredns-prod's node has not registered yet:")
+            show("   PUT /v1/sources/kubernetes:prod {\"resolvers\": [{\"node\": \"coredns-prod\", \"source\": \"kubernetes:prod/dns/coredns\"}]}")
+            let set = RPCWire.SourcesBody(resolvers: [.init(node: "coredns-prod", source: "kubernetes:prod/dns/coredns")])
+            let answer = try await rpc.call("PUT", "/v1/sources/kubernetes:prod", body: set)
+            let sources = try await rpc.call("GET", "/v1/sources")
+            show("   → HTTP \(answer.status); GET /v1/sources:")
+            write(SourcesTable.render(sources.body).indented + "\n")
             show("   The node registers and connects.")
             tailnet.addDevice(coredns)
             guard try await until("coredns-prod is added", { listed(coredns) && seen("+ \(coredns.addresses[0])") }) else { break story }
-            show("   → pending, then healthy, then added.\n")
+            show("   → pending for as long as the set names it, then added.\n")
 
-            show("4. An operator takes dns-prod-1 out: DELETE /v1/resolvers/dns-prod-1")
+            show("4. dns-prod-3's DNS server stops answering; its node stays connected to the control plane.")
+            resolvers[IPAddress(prod3.addresses[0])!]?.answering = false
+            guard try await until("dns-prod-3 is removed", { !listed(prod3) && seen("- \(prod3.addresses[0])") }) else { break story }
+            show("   → removed by the next healthcheck: dns probe: timeout after 300ms.")
+            resolvers[IPAddress(prod3.addresses[0])!]?.answering = true
+            show("   It answers again.")
+            guard try await until("dns-prod-3 is back", { listed(prod3) }) else { break story }
+            show("   → listed again by the next sync.\n")
+
+            show("5. An operator takes dns-prod-1 out: DELETE /v1/resolvers/dns-prod-1")
             let removed = try await rpc.call("DELETE", "/v1/resolvers/dns-prod-1")
             show("   → HTTP \(removed.status); it stays excluded until re-added, gone, or sync.exclusionTTL.\n")
 

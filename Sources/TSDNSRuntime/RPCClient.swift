@@ -84,7 +84,7 @@ public enum SourcesTable {
         for set in view.sources {
             let counts = Dictionary(grouping: set.resolvers, by: \.state).mapValues(\.count)
             let summary = [MemberState.listed, .pending, .excluded].compactMap { state in counts[state].map { "\($0) \(state.rawValue)" } }
-            lines.append("\(TerminalText.escape(set.name)) (updated \(set.updated)): \(set.resolvers.count) resolvers\(summary.isEmpty ? "" : ", " + summary.joined(separator: ", "))")
+            lines.append("\(TerminalText.escape(set.name)) (updated \(set.updated)'): \(set.resolvers.count) \(set.resolvers.count == 1 ? "resolver" : "resolvers")\(summary.isEmpty ? "" : ", " + summary.joined(separator: ", "))")
             for member in set.resolvers {
                 lines.append("  \(member.state.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) \(TerminalText.escape(member.node))  \(TerminalText.escape(member.source))")
             }

@@ -2,13 +2,16 @@
 // numbers. Not a test. Usage:
 //   tsdns-bench [BINARY]                          one-shot runs against 10,000 devices
 //   tsdns-bench loop [BINARY] [MINUTES] [RPS]     the loop under RPC load: RSS and latency
+//   tsdns-bench probe                             a healthcheck's DNS probes (needs dnsmasq)
 import Foundation
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-let mode = arguments.first == "loop" ? arguments.removeFirst() : "once"
+let mode = ["loop", "probe"].contains(arguments.first ?? "") ? arguments.removeFirst() : "once"
 let binary = arguments.first
     ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tsdns-reconcile").path
-if mode == "loop" {
+if mode == "probe" {
+    try await probeBenchmark()
+} else if mode == "loop" {
     let minutes = arguments.count > 1 ? Double(arguments[1]) ?? 10 : 10
     let rate = arguments.count > 2 ? Int(arguments[2]) ?? 10 : 10
     try await loopBenchmark(binary: binary, minutes: minutes, requestsPerSecond: rate)

@@ -19,6 +19,21 @@ struct ExamplesTests {
         #expect(Self.files.contains("split-dns.yaml"))
     }
 
+    /// The man page is lint-clean (Debian's mandoc, installed by the Makefile).
+    @Test func manPageLintsClean() throws {
+        let page = Self.directory.deletingLastPathComponent().appendingPathComponent("man/tsdns-reconcile.1").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/mandoc")
+        process.arguments = ["-T", "lint", "-W", "warning", page]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0 && text.isEmpty, "\(text)")
+    }
+
     @Test(arguments: files)
     func exampleIsValid(_ name: String) throws {
         let path = Self.directory.appendingPathComponent(name).path
