@@ -4,7 +4,7 @@ SWIFT ?= swift
 # openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint).
 APT_PACKAGES := libcurl4-openssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc
 
-.PHONY: deps build test demo bench bench-loop release clean
+.PHONY: deps build test demo bench bench-loop fuzz release clean
 
 # Installs the Debian packages the build needs, if missing (needs root or sudo).
 deps:
@@ -40,3 +40,9 @@ bench-loop: release
 
 clean:
 	rm -rf .build
+
+# A long run of the device-list decoder's differential fuzzer (make test runs 100k inputs).
+FUZZ_ITERATIONS ?= 5000000
+fuzz: deps
+	$(SWIFT) build --build-tests
+	TSDNS_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) $(SWIFT) test --skip-build --filter mutatedDocumentsNeverDisagree

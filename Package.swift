@@ -87,6 +87,8 @@ let package = Package(
         // `make bench`: measures the built binary against a large simulated tailnet.
         .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime", "TSDNSProbe"]),
         .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
+        // The Tailscale adapter: the device-list decoder against JSONDecoder, by example and by fuzzing.
+        .testTarget(name: "TSDNSTailscaleTests", dependencies: ["TSDNSTailscale", "TSDNSCore"]),
         // Pure state machines and files of the runtime: scheduler, loop state, state file, backoff.
         .testTarget(name: "TSDNSRuntimeTests", dependencies: ["TSDNSRuntime", "TSDNSConfig", "TSDNSCore", "TSDNSHTTP"]),
         .testTarget(

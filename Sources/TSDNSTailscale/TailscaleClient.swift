@@ -80,9 +80,14 @@ public final class TailscaleClient: Sendable {
 
     public func listDevices() async throws -> [Device] {
         // Required: a body without the key is not an empty tailnet, it is a broken answer.
-        struct Body: Decodable { var devices: [Device] }
-        let body: Body = try await call("GET", tailnetPath("devices"), what: "devices")
-        return body.devices
+        // The list is most of a run's bytes: a one-pass decoder, not JSONDecoder.
+        let path = tailnetPath("devices")
+        let data = try await perform("GET", path, body: nil)
+        do {
+            return try DeviceListDecoder.decode(data)
+        } catch {
+            throw TailscaleAPIError.malformed("GET \(path): \(error)")
+        }
     }
 
     public func nameservers() async throws -> [String] {

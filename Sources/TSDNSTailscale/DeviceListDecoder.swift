@@ -1,0 +1,517 @@
+import Foundation
+import TSDNSCore
+
+/// Why a devices body does not decode: the JSON path, what is wrong, and where.
+public struct DeviceListError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var offset: Int
+
+    public var description: String {
+        (path.isEmpty ? "" : "\(path): ") + "\(message) at byte \(offset)"
+    }
+}
+
+/// The body of `GET /tailnet/{tailnet}/devices` in one pass over its bytes, keeping only the
+/// fields `Device` has: the same contract as `Device.init(from:)` (required `nodeId`, `name`,
+/// `hostname`, `addresses`; `id` falls back to `nodeId`; null is absent; `""` is an absent
+/// timestamp; the first of duplicate keys wins, as with `JSONDecoder`), and strict RFC 8259
+/// everywhere else, skipped values included. A devices list of 10,000 is about 10 MB:
+/// `JSONDecoder` spends most of a run on it, this scanner a small fraction.
+public enum DeviceListDecoder {
+    /// Deeper nesting than this is refused (as `JSONDecoder` refuses beyond 512).
+    public static let maxDepth = 512
+
+    public static func decode(_ data: Data) throws(DeviceListError) -> [Device] {
+        let result: Result<[Device], DeviceListError> = data.withUnsafeBytes { raw in
+            var scanner = Scanner(raw.bindMemory(to: UInt8.self))
+            do throws(DeviceListError) {
+                return .success(try scanner.document())
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+}
+
+private struct Scanner {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var index = 0
+    var depth = 0
+    /// Where we are, for errors: the device index and key.
+    var deviceIndex: Int?
+    var key: String?
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+    }
+
+    // MARK: Errors (built out of line, so the hot path stays small)
+
+    @inline(never)
+    func fail(_ message: String, at offset: Int? = nil) -> DeviceListError {
+        var path = ""
+        if let deviceIndex {
+            path = "devices[\(deviceIndex)]"
+            if let key { path += ".\(key)" }
+        } else if let key {
+            path = key
+        }
+        return DeviceListError(path: path, message: message, offset: offset ?? index)
+    }
+
+    @inline(never)
+    func unexpected() -> DeviceListError {
+        guard index < bytes.count else { return fail("unexpected end of the document") }
+        let byte = bytes[index]
+        let shown = (0x20..<0x7F).contains(byte) ? "'\(Character(Unicode.Scalar(byte)))'" : "byte 0x\(String(byte, radix: 16))"
+        return fail("unexpected \(shown)")
+    }
+
+    // MARK: The document
+
+    mutating func document() throws(DeviceListError) -> [Device] {
+        // A UTF-8 byte order mark is accepted, as JSONDecoder accepts it.
+        if bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF { index = 3 }
+        skipWhitespace()
+        guard peek() == UInt8(ascii: "{") else {
+            throw index < bytes.count ? fail("the body is not a JSON object") : fail("the body is empty")
+        }
+        var devices: [Device]?
+        try object { scanner, key throws(DeviceListError) in
+            if key == "devices" && devices == nil {
+                scanner.key = "devices"
+                if scanner.peek() == UInt8(ascii: "n") {
+                    try scanner.literal("null")
+                    throw scanner.fail("is null; expected a list of devices")
+                }
+                devices = try scanner.deviceList()
+                scanner.key = nil
+            } else {
+                try scanner.skipValue()
+            }
+        }
+        skipWhitespace()
+        guard index == bytes.count else { throw unexpected() }
+        guard let devices else { throw fail("missing key \"devices\"", at: 0) }
+        return devices
+    }
+
+    mutating func deviceList() throws(DeviceListError) -> [Device] {
+        guard peek() == UInt8(ascii: "[") else { throw fail("expected a list of devices") }
+        var devices: [Device] = []
+        // Roughly one device per kilobyte of body.
+        devices.reserveCapacity(max(16, (bytes.count - index) / 1024))
+        try array { scanner, position throws(DeviceListError) in
+            scanner.deviceIndex = position
+            devices.append(try scanner.device())
+            scanner.deviceIndex = nil
+        }
+        return devices
+    }
+
+    mutating func device() throws(DeviceListError) -> Device {
+        guard peek() == UInt8(ascii: "{") else { throw fail("expected a device object") }
+        let start = index
+        var id: String??
+        var nodeId: String??
+        var name: String??
+        var hostname: String??
+        var addresses: [String]??
+        var tags: [String]??
+        var authorized: Bool??
+        var connected: Bool??
+        var lastSeen: Date??
+        var expires: Date??
+        var keyExpiryDisabled: Bool??
+        var isExternal: Bool??
+        try object { s, key throws(DeviceListError) in
+            s.key = key
+            // `x == nil`: the first occurrence of a key wins; later ones are only checked.
+            switch key {
+            case "id" where id == nil: id = .some(try s.optionalString())
+            case "nodeId" where nodeId == nil: nodeId = .some(try s.optionalString())
+            case "name" where name == nil: name = .some(try s.optionalString())
+            case "hostname" where hostname == nil: hostname = .some(try s.optionalString())
+            case "addresses" where addresses == nil: addresses = .some(try s.optionalStrings())
+            case "tags" where tags == nil: tags = .some(try s.optionalStrings())
+            case "authorized" where authorized == nil: authorized = .some(try s.optionalBool())
+            case "connectedToControl" where connected == nil: connected = .some(try s.optionalBool())
+            case "lastSeen" where lastSeen == nil: lastSeen = .some(try s.optionalTimestamp())
+            case "expires" where expires == nil: expires = .some(try s.optionalTimestamp())
+            case "keyExpiryDisabled" where keyExpiryDisabled == nil: keyExpiryDisabled = .some(try s.optionalBool())
+            case "isExternal" where isExternal == nil: isExternal = .some(try s.optionalBool())
+            default: try s.skipValue()
+            }
+            s.key = nil
+        }
+        func required<T>(_ value: T??, _ name: String) throws(DeviceListError) -> T {
+            guard let present = value else { throw fail("missing key \"\(name)\"", at: start) }
+            guard let value = present else { throw fail("\"\(name)\" is null", at: start) }
+            return value
+        }
+        let node = try required(nodeId, "nodeId")
+        return Device(
+            id: (id ?? nil) ?? node, nodeId: node, name: try required(name, "name"), hostname: try required(hostname, "hostname"),
+            addresses: try required(addresses, "addresses"), tags: tags ?? nil, authorized: authorized ?? nil,
+            connectedToControl: connected ?? nil, lastSeen: lastSeen ?? nil, expires: expires ?? nil,
+            keyExpiryDisabled: keyExpiryDisabled ?? nil, isExternal: isExternal ?? nil
+        )
+    }
+
+    // MARK: Typed values (null is absent)
+
+    mutating func optionalString() throws(DeviceListError) -> String? {
+        switch peek() {
+        case UInt8(ascii: "n"): try literal("null"); return nil
+        case UInt8(ascii: "\""): return try string()
+        default: throw typeMismatch("a string")
+        }
+    }
+
+    mutating func optionalBool() throws(DeviceListError) -> Bool? {
+        switch peek() {
+        case UInt8(ascii: "n"): try literal("null"); return nil
+        case UInt8(ascii: "t"): try literal("true"); return true
+        case UInt8(ascii: "f"): try literal("false"); return false
+        default: throw typeMismatch("true or false")
+        }
+    }
+
+    mutating func optionalStrings() throws(DeviceListError) -> [String]? {
+        switch peek() {
+        case UInt8(ascii: "n"): try literal("null"); return nil
+        case UInt8(ascii: "["):
+            var values: [String] = []
+            try array { s, _ throws(DeviceListError) in
+                guard s.peek() == UInt8(ascii: "\"") else { throw s.typeMismatch("a string") }
+                values.append(try s.string())
+            }
+            return values
+        default: throw typeMismatch("a list of strings")
+        }
+    }
+
+    /// RFC 3339; `""` is absent (external devices have no timestamps).
+    mutating func optionalTimestamp() throws(DeviceListError) -> Date? {
+        let start = index
+        guard let text = try optionalString(), !text.isEmpty else { return nil }
+        if let date = Self.canonicalTimestamp(text) ?? Timestamp.parse(text) { return date }
+        throw fail("\(Self.quoted(text)) is not an RFC 3339 timestamp", at: start)
+    }
+
+    @inline(never)
+    func typeMismatch(_ expected: String) -> DeviceListError {
+        fail("expected \(expected)")
+    }
+
+    static func quoted(_ text: String) -> String {
+        let escaped = TerminalText.escape(String(text.prefix(80)))
+        return "\"\(escaped)\(text.count > 80 ? "..." : "")\""
+    }
+
+    /// `2026-11-26T10:00:00Z`, the form the API sends, without a formatter; nil for
+    /// anything else (fractions, offsets, years before 1900), which `Timestamp.parse` reads.
+    static func canonicalTimestamp(_ text: String) -> Date? {
+        var text = text
+        return text.withUTF8 { b -> Date? in
+            guard b.count == 20, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54, b[13] == 0x3A, b[16] == 0x3A, b[19] == 0x5A else { return nil }
+            func number(_ from: Int, _ count: Int) -> Int? {
+                var value = 0
+                for position in from..<(from + count) {
+                    let digit = Int(b[position]) - 48
+                    guard (0...9).contains(digit) else { return nil }
+                    value = value * 10 + digit
+                }
+                return value
+            }
+            // From 1900 on: Foundation reads earlier dates in the Julian calendar.
+            guard let year = number(0, 4), year >= 1900, let month = number(5, 2), let day = number(8, 2),
+                  let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+                  (1...12).contains(month), day >= 1, day <= daysIn(month, year), hour < 24, minute < 60, second < 60
+            else { return nil }
+            let days = daysFromCivil(year, month, day)
+            return Date(timeIntervalSince1970: Double(days * 86400 + hour * 3600 + minute * 60 + second))
+        }
+    }
+
+    static func daysIn(_ month: Int, _ year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+    static func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        return era * 146_097 + dayOfEra - 719_468
+    }
+
+    // MARK: Structure
+
+    @inline(__always)
+    func peek() -> UInt8? {
+        index < bytes.count ? bytes[index] : nil
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x0A, 0x0D, 0x09: index += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func enter() throws(DeviceListError) {
+        depth += 1
+        guard depth <= DeviceListDecoder.maxDepth else { throw fail("nested deeper than \(DeviceListDecoder.maxDepth) levels") }
+    }
+
+    /// `{ "key": value, ... }`; `member` reads each value (the index is at its first byte).
+    mutating func object(_ member: (inout Scanner, String) throws(DeviceListError) -> Void) throws(DeviceListError) {
+        try enter()
+        index += 1  // {
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") {
+            index += 1
+            depth -= 1
+            return
+        }
+        while true {
+            guard peek() == UInt8(ascii: "\"") else { throw unexpected() }
+            let key = try string()
+            skipWhitespace()
+            guard peek() == UInt8(ascii: ":") else { throw unexpected() }
+            index += 1
+            skipWhitespace()
+            try member(&self, key)
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","):
+                index += 1
+                skipWhitespace()
+            case UInt8(ascii: "}"):
+                index += 1
+                depth -= 1
+                return
+            default:
+                throw unexpected()
+            }
+        }
+    }
+
+    /// `[ value, ... ]`; `element` reads each value with its position.
+    mutating func array(_ element: (inout Scanner, Int) throws(DeviceListError) -> Void) throws(DeviceListError) {
+        try enter()
+        index += 1  // [
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            index += 1
+            depth -= 1
+            return
+        }
+        var position = 0
+        while true {
+            try element(&self, position)
+            position += 1
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","):
+                index += 1
+                skipWhitespace()
+            case UInt8(ascii: "]"):
+                index += 1
+                depth -= 1
+                return
+            default:
+                throw unexpected()
+            }
+        }
+    }
+
+    /// Any value, checked and dropped.
+    mutating func skipValue() throws(DeviceListError) {
+        switch peek() {
+        case UInt8(ascii: "{"): try object { s, _ throws(DeviceListError) in try s.skipValue() }
+        case UInt8(ascii: "["): try array { s, _ throws(DeviceListError) in try s.skipValue() }
+        case UInt8(ascii: "\""): try skipString()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        case let byte? where byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte): try number()
+        default: throw unexpected()
+        }
+    }
+
+    mutating func literal(_ word: StaticString) throws(DeviceListError) {
+        let count = word.utf8CodeUnitCount
+        guard index + count <= bytes.count else { throw unexpected() }
+        let expected = word.utf8Start
+        for offset in 0..<count where bytes[index + offset] != expected[offset] {
+            index += offset
+            throw unexpected()
+        }
+        index += count
+    }
+
+    /// RFC 8259 §6: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    mutating func number() throws(DeviceListError) {
+        if peek() == UInt8(ascii: "-") { index += 1 }
+        guard let first = peek(), (0x30...0x39).contains(first) else { throw unexpected() }
+        index += 1
+        if first != 0x30 { skipDigits() }
+        if peek() == UInt8(ascii: ".") {
+            index += 1
+            guard let digit = peek(), (0x30...0x39).contains(digit) else { throw unexpected() }
+            skipDigits()
+        }
+        if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
+            index += 1
+            if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { index += 1 }
+            guard let digit = peek(), (0x30...0x39).contains(digit) else { throw unexpected() }
+            skipDigits()
+        }
+    }
+
+    @inline(__always)
+    mutating func skipDigits() {
+        while index < bytes.count, (0x30...0x39).contains(bytes[index]) { index += 1 }
+    }
+
+    // MARK: Strings
+
+    /// A string's content, escapes decoded; the index is at its opening quote.
+    mutating func string() throws(DeviceListError) -> String {
+        index += 1
+        let start = index
+        // Fast path: no escapes — the common case for every field the API sends.
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == 0x22 {
+                let content = UnsafeBufferPointer(rebasing: bytes[start..<index])
+                index += 1
+                if let text = String(validating: content, as: UTF8.self) { return text }
+                throw fail("a string is not valid UTF-8", at: start)
+            }
+            if byte == 0x5C { break }
+            if byte < 0x20 { throw fail("a control character in a string") }
+            index += 1
+        }
+        guard index < bytes.count else { throw fail("unexpected end of the document in a string") }
+        var decoded = Array(bytes[start..<index])
+        while true {
+            guard index < bytes.count else { throw fail("unexpected end of the document in a string") }
+            let byte = bytes[index]
+            switch byte {
+            case 0x22:
+                index += 1
+                guard let text = String(validating: decoded, as: UTF8.self) else { throw fail("a string is not valid UTF-8", at: start) }
+                return text
+            case 0x5C:
+                try escape(into: &decoded)
+            case 0..<0x20:
+                throw fail("a control character in a string")
+            default:
+                decoded.append(byte)
+                index += 1
+            }
+        }
+    }
+
+    /// A string checked and dropped: escapes, control characters and UTF-8 validated.
+    mutating func skipString() throws(DeviceListError) {
+        index += 1
+        var start = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case 0x22:
+                try validateUTF8(start, index)
+                index += 1
+                return
+            case 0x5C:
+                try validateUTF8(start, index)
+                var scratch: [UInt8] = []
+                try escape(into: &scratch)
+                start = index
+            case 0..<0x20:
+                throw fail("a control character in a string")
+            default:
+                index += 1
+            }
+        }
+        throw fail("unexpected end of the document in a string")
+    }
+
+    func validateUTF8(_ from: Int, _ to: Int) throws(DeviceListError) {
+        var position = from
+        while position < to, bytes[position] < 0x80 { position += 1 }
+        guard position < to else { return }
+        guard String(validating: UnsafeBufferPointer(rebasing: bytes[position..<to]), as: UTF8.self) != nil else {
+            throw fail("a string is not valid UTF-8", at: position)
+        }
+    }
+
+    /// One escape (the index is at the backslash), appended as UTF-8.
+    mutating func escape(into decoded: inout [UInt8]) throws(DeviceListError) {
+        guard index + 1 < bytes.count else { throw fail("unexpected end of the document in a string") }
+        let kind = bytes[index + 1]
+        index += 2
+        switch kind {
+        case UInt8(ascii: "\""): decoded.append(0x22)
+        case UInt8(ascii: "\\"): decoded.append(0x5C)
+        case UInt8(ascii: "/"): decoded.append(0x2F)
+        case UInt8(ascii: "b"): decoded.append(0x08)
+        case UInt8(ascii: "f"): decoded.append(0x0C)
+        case UInt8(ascii: "n"): decoded.append(0x0A)
+        case UInt8(ascii: "r"): decoded.append(0x0D)
+        case UInt8(ascii: "t"): decoded.append(0x09)
+        case UInt8(ascii: "u"):
+            var scalar = try hex4()
+            if (0xD800...0xDBFF).contains(scalar) {
+                // A high surrogate must be followed by an escaped low one.
+                guard index + 1 < bytes.count, bytes[index] == 0x5C, bytes[index + 1] == UInt8(ascii: "u") else {
+                    throw fail("a lone surrogate in a string")
+                }
+                index += 2
+                let low = try hex4()
+                guard (0xDC00...0xDFFF).contains(low) else { throw fail("a lone surrogate in a string") }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            } else if (0xDC00...0xDFFF).contains(scalar) {
+                throw fail("a lone surrogate in a string")
+            }
+            guard let unicode = Unicode.Scalar(scalar) else { throw fail("an invalid \\u escape") }
+            decoded.append(contentsOf: UTF8.encode(unicode)!)
+        default:
+            index -= 1
+            throw fail("an invalid escape in a string")
+        }
+    }
+
+    mutating func hex4() throws(DeviceListError) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw fail("unexpected end of the document in a string") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case 0x30...0x39: digit = UInt32(byte - 0x30)
+            case 0x41...0x46: digit = UInt32(byte - 0x41 + 10)
+            case 0x61...0x66: digit = UInt32(byte - 0x61 + 10)
+            default: throw fail("an invalid \\u escape")
+            }
+            value = value << 4 | digit
+            index += 1
+        }
+        return value
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import Testing
+import TSDNSCore
+@testable import TSDNSTailscale
+
+/// The reference: what `JSONDecoder` makes of a devices body.
+private struct Body: Decodable { var devices: [Device] }
+
+private func reference(_ data: Data) -> [Device]? {
+    (try? JSONDecoder().decode(Body.self, from: data))?.devices
+}
+
+private func fast(_ data: Data) -> Result<[Device], DeviceListError> {
+    do throws(DeviceListError) {
+        return .success(try DeviceListDecoder.decode(data))
+    } catch {
+        return .failure(error)
+    }
+}
+
+/// The property every input must keep: if the new decoder accepts it, JSONDecoder accepts
+/// it too, with an equal result. Returns whether the new decoder accepted it.
+@discardableResult
+private func agree(_ data: Data, _ comment: Comment? = nil) -> Bool {
+    guard case .success(let devices) = fast(data) else { return false }
+    let expected = reference(data)
+    #expect(expected != nil, "accepted what JSONDecoder refuses: \(String(decoding: data.prefix(300), as: UTF8.self)) \(comment?.rawValue ?? "")")
+    if let expected { #expect(devices == expected, "differs from JSONDecoder: \(String(decoding: data.prefix(300), as: UTF8.self))") }
+    return true
+}
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("TSDNSCoreTests/Fixtures")
+
+@Suite("Device list decoder")
+struct DeviceListDecoderTests {
+    @Test func theRealFixturesDecodeAsJSONDecoderDecodesThem() throws {
+        let data = try Data(contentsOf: fixtures.appendingPathComponent("devices.json"))
+        let expected = try #require(reference(data))
+        #expect(!expected.isEmpty)
+        #expect(try DeviceListDecoder.decode(data) == expected)
+        // One device, wrapped as a list.
+        let one = try Data(contentsOf: fixtures.appendingPathComponent("device.json"))
+        let wrapped = Data("{\"devices\": [".utf8) + one + Data("]}".utf8)
+        #expect(agree(wrapped))
+    }
+
+    static let minimal = #"{"nodeId":"n1","name":"a.ts.net","hostname":"a","addresses":["100.64.0.1"]}"#
+
+    static let accepted: [(String, String)] = [
+        ("minimal", #"{"devices":[\#(minimal)]}"#),
+        ("empty list", #"{"devices":[]}"#),
+        ("every kept key", #"{"devices":[{"id":"1","nodeId":"n1","name":"a.ts.net","hostname":"a","addresses":["100.64.0.1","fd7a:115c:a1e0::1"],"tags":["tag:dns"],"authorized":true,"connectedToControl":false,"lastSeen":"2026-11-26T10:00:00Z","expires":"2027-05-25T10:00:00Z","keyExpiryDisabled":false,"isExternal":false}]}"#),
+        ("nulls are absent", #"{"devices":[{"id":null,"nodeId":"n1","name":"a","hostname":"a","addresses":[],"tags":null,"authorized":null,"connectedToControl":null,"lastSeen":null,"expires":null,"keyExpiryDisabled":null,"isExternal":null}]}"#),
+        ("empty timestamps are absent", #"{"devices":[{"nodeId":"n1","name":"a","hostname":"a","addresses":[],"lastSeen":"","expires":""}]}"#),
+        ("fractional and offset timestamps", #"{"devices":[{"nodeId":"n1","name":"a","hostname":"a","addresses":[],"lastSeen":"2026-11-26T10:00:00.123456Z","expires":"2026-11-26T12:00:00+02:00"}]}"#),
+        ("escapes in kept strings", #"{"devices":[{"nodeId":"n\"1\\","name":"\u0061\/b","hostname":"\ud83d\ude00 \t\n\b\f\r","addresses":["\u0031"]}]}"#),
+        ("escapes and unicode in skipped values", #"{"devices":[{"nodeId":"n1","name":"a","hostname":"ünï","addresses":[],"os":"\ud83d\ude00\u00e9\\","x":{"y":[1,-2.5e-3,true,null,"\"",{}]}}]}"#),
+        ("unknown keys everywhere", #"{"extra":{"a":[[[]]]},"devices":[{"nodeId":"n1","name":"a","hostname":"a","addresses":[],"user":"u@example.com","postureStatus":{},"clientConnectivity":{"endpoints":["1.2.3.4:41641"],"latency":{"fra":{"latencyMs":12.5,"preferred":true}}}}],"more":0}"#),
+        ("duplicate keys: the first wins", #"{"devices":[{"nodeId":"n1","nodeId":"n2","name":"a","hostname":"a","hostname":"b","addresses":["1"],"addresses":2,"tags":null,"tags":["tag:x"]}]}"#),
+        ("duplicate devices key: the first wins", #"{"devices":[],"devices":[\#(minimal)]}"#),
+        ("whitespace everywhere", " \n\t{ \"devices\" : [ { \"nodeId\" : \"n1\" , \"name\" : \"a\" , \"hostname\" : \"a\" , \"addresses\" : [ \"x\" , \"y\" ] } ] } \r\n"),
+        ("a byte order mark", "\u{FEFF}{\"devices\":[]}"),
+        ("id falls back to nodeId", #"{"devices":[{"nodeId":"nX","name":"a","hostname":"a","addresses":[]}]}"#),
+    ]
+
+    @Test func handMadeDocumentsAreAcceptedAndAgree() {
+        for (name, text) in Self.accepted {
+            #expect(agree(Data(text.utf8), "\(name)"), "refused: \(name)")
+        }
+    }
+
+    /// Strict RFC 8259: some of these JSONDecoder lets through (a trailing comma, a leading
+    /// zero); refusing more than it is allowed, accepting more is not.
+    static let refused: [(String, String, String)] = [
+        ("not JSON", "nope", "the body is not a JSON object"),
+        ("empty", "", "the body is empty"),
+        ("missing devices", #"{"device":[]}"#, #"missing key "devices""#),
+        ("null devices", #"{"devices":null}"#, "devices: is null"),
+        ("a missing required key", #"{"devices":[{"nodeId":"n1","name":"a","addresses":[]}]}"#, #"devices[0]: missing key "hostname""#),
+        ("a null required key", #"{"devices":[{"nodeId":"n1","name":"a","hostname":null,"addresses":[]}]}"#, #"devices[0]: "hostname" is null"#),
+        ("a wrong type", #"{"devices":[\#(minimal),{"nodeId":"n2","name":"a","hostname":"a","addresses":[],"authorized":"yes"}]}"#, "devices[1].authorized: expected true or false"),
+        ("a bad timestamp", #"{"devices":[{"nodeId":"n1","name":"a","hostname":"a","addresses":[],"lastSeen":"yesterday"}]}"#, #"devices[0].lastSeen: "yesterday" is not an RFC 3339 timestamp at byte"#),
+        ("a lone surrogate", #"{"devices":[{"nodeId":"\ud800","name":"a","hostname":"a","addresses":[]}]}"#, "a lone surrogate"),
+        ("a raw control character", "{\"devices\":[{\"nodeId\":\"a\u{01}\",\"name\":\"a\",\"hostname\":\"a\",\"addresses\":[]}]}", "a control character"),
+        ("a trailing comma", #"{"devices":[\#(minimal),]}"#, "devices[1]: expected a device object"),
+        ("a leading zero", #"{"devices":[],"n":01}"#, "unexpected '1'"),
+        ("truncated", #"{"devices":[{"nodeId":"n1","name":"a""#, "unexpected end"),
+        ("garbage after", #"{"devices":[]} x"#, "unexpected 'x'"),
+        ("an invalid escape", #"{"devices":[],"s":"\q"}"#, "an invalid escape"),
+    ]
+
+    @Test func malformedDocumentsAreRefusedWithPathAndOffset() {
+        for (name, text, message) in Self.refused {
+            let data = Data(text.utf8)
+            guard case .failure(let error) = fast(data) else {
+                Issue.record("accepted: \(name)")
+                continue
+            }
+            #expect(error.description.contains(message), "\(name): \(error)")
+        }
+        #expect(fast(Data([0x7B, 0x22, 0x64, 0xFF, 0x22, 0x3A, 0x31, 0x7D])).isFailure, "invalid UTF-8 in a key")
+        let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
+        #expect(fast(Data("{\"devices\":[],\"x\":\(deep)}".utf8)).isFailure, "nesting is bounded")
+    }
+
+    @Test func randomValidDocumentsAgree() {
+        var generator = Generator(seed: 0x7D5_2026)
+        for _ in 0..<300 {
+            let document = generator.document(devices: generator.int(0...6))
+            #expect(agree(Data(document.utf8)), "refused a valid document: \(document.prefix(300))")
+        }
+    }
+
+    /// Seeded mutation fuzzing: whatever the new decoder accepts, JSONDecoder must accept
+    /// with an equal result. `TSDNS_FUZZ_ITERATIONS` runs longer (`make fuzz`).
+    @Test func mutatedDocumentsNeverDisagree() {
+        var generator = Generator(seed: 0xF022)
+        let iterations = ProcessInfo.processInfo.environment["TSDNS_FUZZ_ITERATIONS"].flatMap(Int.init) ?? 100_000
+        var accepted = 0
+        for round in 0..<iterations {
+            var bytes = Array(generator.document(devices: generator.int(0...2)).utf8)
+            for _ in 0..<generator.int(1...3) { generator.mutate(&bytes) }
+            if agree(Data(bytes), "round \(round)") { accepted += 1 }
+        }
+        #expect(accepted > iterations / 50, "the mutations leave some documents valid: \(accepted)")
+    }
+
+    /// 1 to 2200: the Julian years before 1582 included, where a naive fast path is wrong.
+    @Test func canonicalTimestampsMatchTheFullParser() {
+        var generator = Generator(seed: 42)
+        for _ in 0..<5000 {
+            let text = String(
+                format: "%04d-%02d-%02dT%02d:%02d:%02dZ", generator.int(1...2200), generator.int(1...12), generator.int(1...31),
+                generator.int(0...23), generator.int(0...59), generator.int(0...59)
+            )
+            // The fast path where it applies, the full parser where not: always the full parser's answer.
+            #expect(DeviceListDecoderTests.canonical(text) == Timestamp.parse(text), "\(text)")
+        }
+    }
+
+    static func canonical(_ text: String) -> Date? {
+        let data = Data(#"{"devices":[{"nodeId":"n","name":"a","hostname":"a","addresses":[],"lastSeen":"\#(text)"}]}"#.utf8)
+        return (try? DeviceListDecoder.decode(data))?.first?.lastSeen
+    }
+}
+
+extension Result {
+    var isFailure: Bool { if case .failure = self { true } else { false } }
+}
+
+/// Random devices bodies from a seed: valid JSON with kept and unknown keys, escapes,
+/// nulls, nesting; and mutations of them.
+struct Generator {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed | 1 }
+
+    mutating func next() -> UInt64 {
+        // xorshift64*
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 2_685_821_657_736_338_717
+    }
+
+    mutating func int(_ range: ClosedRange<Int>) -> Int {
+        range.lowerBound + Int(next() % UInt64(range.count))
+    }
+
+    mutating func chance(_ percent: Int) -> Bool { int(0...99) < percent }
+
+    mutating func string() -> String {
+        let pieces = ["a", "dns", "-", ".", "ü", "\\\"", "\\\\", "\\/", "\\n", "\\t", "\\u0041", "\\u00e9", "\\ud83d\\ude00", "😀", " ", "0"]
+        return "\"" + (0..<int(0...6)).map { _ in pieces[int(0...(pieces.count - 1))] }.joined() + "\""
+    }
+
+    mutating func timestamp() -> String {
+        switch int(0...5) {
+        case 0: return "\"\""
+        case 1: return "null"
+        case 2: return String(format: "\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", int(2000...2030), int(1...12), int(1...28), int(0...23), int(0...59), int(0...59), int(0...999))
+        default: return String(format: "\"%04d-%02d-%02dT%02d:%02d:%02dZ\"", int(2000...2030), int(1...12), int(1...28), int(0...23), int(0...59), int(0...59))
+        }
+    }
+
+    mutating func value(depth: Int = 0) -> String {
+        switch int(0...(depth > 3 ? 3 : 5)) {
+        case 0: return string()
+        case 1: return ["true", "false", "null"][int(0...2)]
+        case 2: return ["0", "-1", "12.5", "1e3", "-0.25E-2", "123456789"][int(0...5)]
+        case 3: return "[]"
+        case 4: return "[" + (0..<int(0...3)).map { _ in value(depth: depth + 1) }.joined(separator: ",") + "]"
+        default: return "{" + (0..<int(0...3)).map { _ in "\(string()):\(value(depth: depth + 1))" }.joined(separator: ",") + "}"
+        }
+    }
+
+
+    mutating func device(_ n: Int) -> String {
+        var fields: [String] = [
+            "\"nodeId\":\"n\(n)\"", "\"name\":\(string())", "\"hostname\":\(string())",
+            "\"addresses\":[" + (0..<int(0...2)).map { _ in "\"100.64.0.\(int(1...254))\"" }.joined(separator: ",") + "]",
+        ]
+        if chance(60) {
+            let id = "\"\(next() % 100_000)\""
+            fields.append("\"id\":" + (chance(15) ? "null" : id))
+        }
+        if chance(60) {
+            let tags = "[" + (0..<int(0...2)).map { _ in "\"tag:\(["dns", "web", "k8s"][int(0...2)])\"" }.joined(separator: ",") + "]"
+            fields.append("\"tags\":" + (chance(15) ? "null" : tags))
+        }
+        for key in ["authorized", "connectedToControl", "keyExpiryDisabled", "isExternal"] where chance(60) {
+            let value = chance(50) ? "true" : "false"
+            fields.append("\"\(key)\":" + (chance(15) ? "null" : value))
+        }
+        for key in ["lastSeen", "expires"] where chance(60) { fields.append("\"\(key)\":\(timestamp())") }
+        for _ in 0..<int(0...3) { fields.append("\(string()):\(value())") }
+        if chance(10) { fields.append(fields[int(0...(fields.count - 1))]) }  // a duplicate key
+        // Shuffle.
+        for index in fields.indices.reversed() where index > 0 { fields.swapAt(index, int(0...index)) }
+        let space = chance(30) ? " " : ""
+        return "{" + fields.joined(separator: ",\(space)") + "}"
+    }
+
+    mutating func document(devices count: Int) -> String {
+        var members = ["\"devices\":[" + (0..<count).map { device($0) }.joined(separator: ",") + "]"]
+        if chance(30) { members.append("\"extra\":\(value())") }
+        if chance(50) { members.reverse() }
+        return "{" + members.joined(separator: ",") + "}"
+    }
+
+    mutating func mutate(_ bytes: inout [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        let position = int(0...(bytes.count - 1))
+        let interesting: [UInt8] = Array("{}[]\",:\\0-.eE ntfu".utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF, 0xED, 0xA0]
+        switch int(0...4) {
+        case 0: bytes[position] = interesting[int(0...(interesting.count - 1))]
+        case 1: bytes.insert(interesting[int(0...(interesting.count - 1))], at: position)
+        case 2: bytes.remove(at: position)
+        case 3: bytes = Array(bytes.prefix(position))
+        default: bytes[position] ^= UInt8(1 << int(0...7))
+        }
+    }
+}
