@@ -73,10 +73,14 @@ public struct ConfigLoader: Sendable {
         }
         for (index, cluster) in config.clusters.enumerated() {
             if let file = cluster.kubeconfig, !FileManager.default.isReadableFile(atPath: file) {
-                issues.append(parsed.issue("kubernetes.clusters[\(index)].kubeconfig", "file \"\(file)\" does not exist or is not readable"))
+                issues.append(parsed.issue("kubernetes.clusters[\(index)].kubeconfig", "file \(ConfigIssue.quote(file)) does not exist or is not readable"))
             }
         }
         var warnings: [String] = []
+        if !config.clusters.isEmpty && config.watch.server == nil && config.resolvers.unsourced == .remove {
+            // The clusters' resolvers would have no source and be removed on every sync.
+            issues.append(parsed.issue("resolvers.unsourced", "remove needs pull mode (kubernetes.clusters), which this build does not have yet; it would remove the clusters' resolvers"))
+        }
         if !config.clusters.isEmpty && config.watch.server == nil {
             warnings.append("\(parsed.issue("kubernetes.clusters", "pull mode is not available in this build yet; these clusters are not read (use ctl add or PUT /v1/sources meanwhile)"))")
         }
@@ -160,16 +164,16 @@ public struct ConfigLoader: Sendable {
         do {
             bytes = try BoundedFile.read(file, limit: Self.maxSecretSize)
         } catch .missing {
-            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" does not exist or is not readable"), isFromFile: true)
+            throw CredentialIssue(issue: parsed.issue(key, "file \(ConfigIssue.quote(file)) does not exist or is not readable"), isFromFile: true)
         } catch {
-            throw CredentialIssue(issue: parsed.issue(key, "cannot read \"\(file)\": \(error)"), isFromFile: true)
+            throw CredentialIssue(issue: parsed.issue(key, "cannot read \(ConfigIssue.quote(file)): \(error)"), isFromFile: true)
         }
         let secret = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !secret.isEmpty else {
-            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" is empty or only whitespace"), isFromFile: true)
+            throw CredentialIssue(issue: parsed.issue(key, "file \(ConfigIssue.quote(file)) is empty or only whitespace"), isFromFile: true)
         }
         guard !secret.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-            throw CredentialIssue(issue: parsed.issue(key, "file \"\(file)\" holds control characters; it must hold one line of text"), isFromFile: true)
+            throw CredentialIssue(issue: parsed.issue(key, "file \(ConfigIssue.quote(file)) holds control characters; it must hold one line of text"), isFromFile: true)
         }
         return secret
     }

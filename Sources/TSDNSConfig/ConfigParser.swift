@@ -3,6 +3,14 @@ import Yams
 
 /// One problem in a config file: `<file>:<line>: <key.path>: <message>` (CONTRACT §6).
 public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
+    /// A value as an error shows it: quoted, control characters escaped, at most 80
+    /// characters (a 50 MB value is not echoed).
+    public static func quote(_ text: String) -> String {
+        let escaped = TerminalText.escape(text)
+        guard escaped.count > 80 else { return "\"\(escaped)\"" }
+        return "\"\(escaped.prefix(77))...\""
+    }
+
     public var file: String
     public var line: Int?
     public var path: String
@@ -115,7 +123,9 @@ private final class Reader {
         var result: [String: Node] = [:]
         for (keyNode, value) in mapping {
             let key = keyNode.string ?? "\(keyNode)"
-            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            // A key is echoed in errors: escaped and cut like a value.
+            let shownKey = TerminalText.escape(key.count > 80 ? String(key.prefix(77)) + "..." : key)
+            let keyPath = path.isEmpty ? shownKey : "\(path).\(shownKey)"
             lines[keyPath] = keyNode.mark?.line
             guard allowed.contains(key) else {
                 let hint = allowed.first { $0.lowercased() == key.lowercased() }.map { " (did you mean \"\($0)\"?)" } ?? ""
@@ -225,11 +235,7 @@ private final class Reader {
         return "a mapping"
     }
 
-    static func quote(_ text: String) -> String {
-        let escaped = TerminalText.escape(text)
-        guard escaped.count > 80 else { return "\"\(escaped)\"" }
-        return "\"\(escaped.prefix(77))...\""
-    }
+    static func quote(_ text: String) -> String { ConfigIssue.quote(text) }
 
     // MARK: Sections
 
@@ -378,7 +384,7 @@ private final class Reader {
                 if fields["name"] == nil { fail(item, "\(path).name", "is required") }
                 continue
             }
-            if !names.insert(name).inserted { fail(nameNode, "\(path).name", "\"\(name)\" is used by another cluster") }
+            if !names.insert(name).inserted { fail(nameNode, "\(path).name", "\(Self.quote(name)) is used by another cluster") }
             var cluster = Config.Cluster(name: name)
             if let node = fields["kubeconfig"], let value = nonEmptyPath(node, "\(path).kubeconfig") { cluster.kubeconfig = value }
             if let node = fields["context"], let value = string(node, "\(path).context") { cluster.context = value }

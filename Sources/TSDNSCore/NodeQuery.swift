@@ -15,7 +15,9 @@ public enum NodeQuery {
         let text = query.trimmingCharacters(in: .whitespaces)
         guard !text.isEmpty else { return .notFound }
         if let address = IPAddress(text) {
-            return devices.first { $0.ipAddresses.contains(address) }.map(NodeResolution.found) ?? .notFound
+            // Where several devices claim the address, a healthy one answers for it.
+            let owners = devices.filter { $0.ipAddresses.contains(address) }
+            return (owners.first(where: isHealthy) ?? owners.first).map(NodeResolution.found) ?? .notFound
         }
         if let device = devices.first(where: { $0.nodeId == text || $0.id == text }) { return .found(device) }
         let name = text.lowercased().trimmingSuffix(".")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TSDNSCore
 #if canImport(Glibc)
 import Glibc
@@ -34,6 +35,9 @@ public struct ProbeResult: Sendable, Equatable {
     public var roundTrip: Duration?
     /// How long the probe was given, for the reason of a timeout.
     public var timeout: Duration
+    /// It timed out with less than the full timeout, because the batch's deadline came
+    /// first (more silent resolvers than `concurrency`): no verdict on this resolver.
+    public var cutShort = false
 
     public var passed: Bool { outcome == .ok }
 
@@ -95,19 +99,32 @@ public struct DNSProber: Sendable {
         self.endpoint = endpoint
     }
 
+    /// Cancelling the calling task ends the batch within about 100 ms (a shutdown does not
+    /// wait for a timeout); what had not answered then is a timeout cut short.
     public func probe(_ addresses: [IPAddress]) async -> [ProbeResult] {
         guard !addresses.isEmpty else { return [] }
         let settings = settings
         let endpoint = endpoint
-        return await withCheckedContinuation { continuation in
-            let thread = Thread {
-                let batch = ProbeBatch(settings: settings, endpoint: endpoint, addresses: addresses)
-                continuation.resume(returning: batch.run())
+        let cancelled = CancelFlag()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let thread = Thread {
+                    let batch = ProbeBatch(settings: settings, endpoint: endpoint, addresses: addresses, cancelled: cancelled)
+                    continuation.resume(returning: batch.run())
+                }
+                thread.name = "tsdns-dns-probe"
+                thread.start()
             }
-            thread.name = "tsdns-dns-probe"
-            thread.start()
+        } onCancel: {
+            cancelled.set()
         }
     }
+}
+
+final class CancelFlag: Sendable {
+    private let flag = Mutex(false)
+    func set() { flag.withLock { $0 = true } }
+    var isSet: Bool { flag.withLock { $0 } }
 }
 
 /// One batch on its thread. Not Sendable: it lives and dies on that thread.
@@ -115,12 +132,14 @@ final class ProbeBatch {
     let settings: ProbeSettings
     let addresses: [IPAddress]
     let endpoint: ((IPAddress) -> (IPAddress, Int))?
+    let cancelled: CancelFlag
     let clock = ContinuousClock()
 
-    init(settings: ProbeSettings, endpoint: ((IPAddress) -> (IPAddress, Int))?, addresses: [IPAddress]) {
+    init(settings: ProbeSettings, endpoint: ((IPAddress) -> (IPAddress, Int))?, addresses: [IPAddress], cancelled: CancelFlag) {
         self.settings = settings
         self.endpoint = endpoint
         self.addresses = addresses
+        self.cancelled = cancelled
     }
 
     func run() -> [ProbeResult] {
@@ -137,7 +156,9 @@ final class ProbeBatch {
         var active: [Probe] = []
         while next < addresses.count || !active.isEmpty {
             let now = clock.now
-            for probe in active where probe.outcome == nil && now >= probe.deadline { probe.finish(.timeout, at: now) }
+            let stop = cancelled.isSet
+            for probe in active where probe.outcome == nil && (now >= probe.deadline || stop) { probe.finish(.timeout, at: now) }
+            if stop { next = addresses.count }
             var finished: [Probe] = []
             active.removeAll { probe in
                 guard probe.outcome != nil else { return false }
@@ -145,9 +166,10 @@ final class ProbeBatch {
                 return true
             }
             for probe in finished {
+                let given = min(now, probe.deadline) - probe.started
                 results[probe.index] = ProbeResult(
                     address: addresses[probe.index], outcome: probe.outcome ?? .timeout, roundTrip: probe.roundTrip,
-                    timeout: probe.deadline - probe.started
+                    timeout: settings.timeout, cutShort: probe.outcome == .timeout && given < settings.timeout
                 )
                 probe.close()
             }
@@ -168,7 +190,7 @@ final class ProbeBatch {
             let soonest = active.map(\.deadline).min()!
             let wait = max(.zero, soonest - clock.now)
             // A probe that ended while starting is collected at once, not after a wait.
-            let milliseconds = active.contains { $0.outcome != nil } ? 0 : Int32(min(1000, max(1, (wait.seconds * 1000).rounded(.up))))
+            let milliseconds = active.contains { $0.outcome != nil } ? 0 : Int32(min(100, max(1, (wait.seconds * 1000).rounded(.up))))
             let ready = poll(&fds, nfds_t(fds.count), milliseconds)
             guard ready > 0 else { continue }
             for (index, entry) in fds.enumerated() where entry.revents != 0 {
@@ -176,7 +198,7 @@ final class ProbeBatch {
             }
         }
         return results.enumerated().map { index, result in
-            result ?? ProbeResult(address: addresses[index], outcome: .timeout, roundTrip: nil, timeout: settings.timeout)
+            result ?? ProbeResult(address: addresses[index], outcome: .timeout, roundTrip: nil, timeout: settings.timeout, cutShort: true)
         }
     }
 }

@@ -8,11 +8,14 @@ public enum ControllerError: Error, Sendable, CustomStringConvertible {
     case shuttingDown
     /// More pending adds than the loop keeps (`POST /v1/resolvers` for nodes not there).
     case tooManyPending(limit: Int)
+    /// More source sets than the loop keeps.
+    case tooManySourceSets(limit: Int)
 
     public var description: String {
         switch self {
         case .shuttingDown: return "shutting down"
         case .tooManyPending(let limit): return "\(limit) pending adds are waiting already; no more are kept until some are added or expire"
+        case .tooManySourceSets(let limit): return "\(limit) source sets exist already; no new name is taken"
         }
     }
 }
@@ -44,6 +47,8 @@ public struct Readiness: Sendable {
 public actor Controller {
     /// `POST /v1/resolvers` keeps at most this many pending adds (source sets do not count).
     public nonisolated let maxPending: Int
+    /// At most this many source sets (each up to 10,000 members) are kept.
+    public static let maxSourceSets = 256
 
     public nonisolated let config: Config
     public nonisolated let reconciler: Reconciler
@@ -92,7 +97,10 @@ public actor Controller {
             let (loaded, warning) = try stateFile.load(now: now())
             if let warning { logger.error("\(warning)") }
             state = loaded
-            saved = warning == nil ? loaded : nil
+            // Written once at start: a path that cannot be written is found now, not at the
+            // first change an operator makes.
+            try stateFile.save(loaded.durable, now: now())
+            saved = loaded.durable
             if !loaded.exclusions.isEmpty || !loaded.sourceSets.isEmpty || !loaded.pending.isEmpty || !loaded.manualSources.isEmpty {
                 logger.info("state restored", metadata: [
                     "file": "\(stateFile.path)",
@@ -186,6 +194,7 @@ public actor Controller {
         for query in promoted { logger.info("pending resolver is healthy", metadata: ["node": "\(query)"]) }
         persist()
         let (request, next) = await prepare(mode, countsAsCheck: countsAsCheck, state, snapshot, record: true)
+        let withdrawnBefore = state.withdrawn
         let progress = WriteProgress()
         inFlight = progress
         defer {
@@ -203,7 +212,7 @@ public actor Controller {
         state.recovering = next.recovering
         if mode == .sync {
             let listed = Set(result.plan.targets.flatMap(\.desired).compactMap { IPAddress($0).flatMap(result.inventory.owner(of:))?.nodeId })
-            state.settleWithdrawals(sources: result.inventory.sources, listed: listed)
+            state.settleWithdrawals(before: withdrawnBefore, sources: result.inventory.sources, listed: listed)
             persist()
         }
         lastError = nil
@@ -248,7 +257,13 @@ public actor Controller {
         let inventory = reconciler.inventory(snapshot, request)
         if countsAsCheck {
             next.failedChecks = base.counting(snapshot.devices, fails: inventory.failsCheck)
-            next.recovering = base.recovering(after: snapshot.devices, fails: inventory.failsCheck, threshold: config.healthcheck.successThreshold)
+            // With probes, a pass is an answer: a node no list holds is not probed by a healthcheck.
+            let probing = reconciler.prober != nil
+            next.recovering = base.recovering(
+                after: snapshot.devices, fails: inventory.failsCheck,
+                passes: { device in !probing || device.ipAddresses.contains { probes[$0]?.passed == true } },
+                threshold: config.healthcheck.successThreshold
+            )
         } else {
             next.failedChecks = base.failedChecks.filter { id, _ in snapshot.devices.contains { $0.nodeId == id && inventory.failsCheck($0) } }
         }
@@ -324,8 +339,20 @@ public actor Controller {
             state.exclusions[device.nodeId] = nil
             state.pending.removeAll { $0.query == query }
             state.manualSources[device.nodeId, default: []].insert(source)
+            state.manualSince[device.nodeId] = at
             persist()
-            return .added(try await trigger(.change))
+            let plan = try await trigger(.change)
+            // The run may still not list it (its DNS probe failed, or it is recovering):
+            // then it waits like any node that is not healthy yet.
+            let addresses = Set(device.ipAddresses.filter(config.resolvers.addressFamily.includes).map(\.description))
+            if !addresses.isEmpty, !plan.targets.contains(where: { !addresses.isDisjoint(with: $0.desired) }) {
+                state.manualSources[device.nodeId]?.remove(source)
+                if state.manualSources[device.nodeId]?.isEmpty == true { state.manualSources[device.nodeId] = nil }
+                state.pending.append(PendingAdd(query: query, source: source, since: at, expires: at.addingTimeInterval(config.sync.pendingTTL.seconds)))
+                persist()
+                return .pending
+            }
+            return .added(plan)
         case .found(let device):
             state.exclusions[device.nodeId] = nil
             fallthrough
@@ -380,6 +407,9 @@ public actor Controller {
     /// afresh and applies. The same set sent again changes nothing and writes nothing.
     public func replaceSources(_ name: String, members: [SourceSet.Member]) async throws -> Plan {
         guard !stopping else { throw ControllerError.shuttingDown }
+        guard state.sourceSets[name] != nil || state.sourceSets.count < Self.maxSourceSets else {
+            throw ControllerError.tooManySourceSets(limit: Self.maxSourceSets)
+        }
         let devices = try await sharedDeviceList()
         let at = now()
         let before = state.sourceSets[name]?.members
@@ -439,7 +469,7 @@ public actor Controller {
         stopping = true
         for waiter in scheduler.drain() { waiter.resume(throwing: ControllerError.shuttingDown) }
         wake.signal()
-        guard let inFlight, inFlight.writeSent else { return }
+        guard let inFlight, inFlight.stop() else { return }
         if !(await inFlight.waitForFinish(upTo: writeGrace)) {
             logger.warning("a write did not get its answer in time; its outcome is unknown and the next start reads the lists again")
         }

@@ -58,6 +58,9 @@ struct LoopState: Sendable, Equatable {
     var recovering: [String: Int] = [:]
     /// Resolvers added by RPC, with their sources, by nodeId.
     var manualSources: [String: Set<String>] = [:]
+    /// When each RPC add was made (not kept in `state.file`: a restarted loop's first read
+    /// is newer than all of them).
+    var manualSince: [String: Date] = [:]
     var pending: [PendingAdd] = []
     var exclusions: [String: Exclusion] = [:]
     var sourceSets: [String: SourceSet] = [:]
@@ -71,6 +74,7 @@ struct LoopState: Sendable, Equatable {
         var copy = self
         copy.failedChecks = [:]
         copy.recovering = [:]
+        copy.manualSince = [:]
         return copy
     }
 
@@ -79,9 +83,12 @@ struct LoopState: Sendable, Equatable {
     /// that node after the add was made. Returns the queries of the promoted adds.
     mutating func housekeeping(_ snapshot: TailnetSnapshot, isHealthy: (Device) -> Bool) -> [String] {
         expire(at: snapshot.readAt)
+        // Only what was known when the read began can be gone: an add or a remove made for
+        // a node that registered during the read is newer than this snapshot.
         let present = Set(snapshot.devices.map(\.nodeId))
-        exclusions = exclusions.filter { present.contains($0.key) }
-        manualSources = manualSources.filter { present.contains($0.key) }
+        exclusions = exclusions.filter { present.contains($0.key) || $0.value.since >= snapshot.startedAt }
+        manualSources = manualSources.filter { present.contains($0.key) || (manualSince[$0.key] ?? .distantPast) >= snapshot.startedAt }
+        manualSince = manualSince.filter { manualSources[$0.key] != nil }
         withdrawn = withdrawn.filter { present.contains($0.key) }
         var promoted: [String] = []
         var kept: [PendingAdd] = []
@@ -115,15 +122,22 @@ struct LoopState: Sendable, Equatable {
         return counts
     }
 
-    /// Passed checks after one more check: a failing device starts recovering from zero, a
-    /// passing one counts up and is released at `threshold`.
-    func recovering(after devices: [Device], fails: (Device) -> Bool, threshold: Int) -> [String: Int] {
+    /// Passed checks after one more check: a failing device starts recovering from zero, one
+    /// that passed (with probes: was probed and answered) counts up and is released at
+    /// `threshold`; one this check did not judge keeps its count.
+    func recovering(after devices: [Device], fails: (Device) -> Bool, passes: (Device) -> Bool, threshold: Int) -> [String: Int] {
         var next: [String: Int] = [:]
         for device in devices {
+            guard let count = recovering[device.nodeId] else {
+                if fails(device) { next[device.nodeId] = 0 }
+                continue
+            }
             if fails(device) {
                 next[device.nodeId] = 0
-            } else if let passes = recovering[device.nodeId], passes + 1 < threshold {
-                next[device.nodeId] = passes + 1
+            } else if !passes(device) {
+                next[device.nodeId] = count
+            } else if count + 1 < threshold {
+                next[device.nodeId] = count + 1
             }
         }
         return next
@@ -166,9 +180,12 @@ struct LoopState: Sendable, Equatable {
     }
 
     /// After a run: a withdrawal ends once some source names the node again, or once none
-    /// of its addresses is listed any more (it has been removed).
-    mutating func settleWithdrawals(sources: [String: Set<String>], listed: Set<String>) {
-        withdrawn = withdrawn.filter { id, _ in sources[id] == nil && listed.contains(id) }
+    /// of its addresses is listed any more (it has been removed). Only withdrawals the run
+    /// knew (`before`) are settled: one made while it ran is judged by the next run.
+    mutating func settleWithdrawals(before: [String: String], sources: [String: Set<String>], listed: Set<String>) {
+        withdrawn = withdrawn.filter { id, set in
+            before[id] != set || (sources[id] == nil && listed.contains(id))
+        }
     }
 
     /// How each member of a set stands.

@@ -10,6 +10,8 @@ public struct TailnetSnapshot: Sendable {
     public var devices: [Device]
     public var lists: [Target: [String]]
     public var readAt: Date
+    /// When the reads began: what the loop was told after this is newer than the snapshot.
+    public var startedAt: Date
 }
 
 /// One reconcile run's inputs beyond the config.
@@ -107,8 +109,15 @@ public final class Reconciler: Sendable {
         guard let prober else { return [:] }
         let results = await prober.probe(probeTargets(snapshot, request))
         var findings: [IPAddress: ProbeFinding] = [:]
-        for result in results {
+        // A probe the batch deadline cut short says nothing: the control plane's verdict stands.
+        for result in results where !result.cutShort {
             findings[result.address] = ProbeFinding(passed: result.passed, reason: result.reason, result: result.outcome.label, roundTrip: result.roundTrip)
+        }
+        let cut = results.filter(\.cutShort).count
+        if cut > 0 {
+            logger.warning("DNS probes cut short by the batch deadline; raise healthcheck.dns.concurrency", metadata: [
+                "cutShort": .stringConvertible(cut), "probes": .stringConvertible(results.count),
+            ])
         }
         return findings
     }
@@ -118,6 +127,7 @@ public final class Reconciler: Sendable {
     public func read() async throws -> TailnetSnapshot {
         let targets = config.resolvers.targets
         let splitDomains = config.resolvers.splitDNS
+        let startedAt = now()
         async let devices = client.listDevices()
         async let global: [String]? = targets.contains(.global) ? client.nameservers() : nil
         async let split: [String: [String]]? = splitDomains.isEmpty ? nil : client.splitDNS()
@@ -125,7 +135,7 @@ public final class Reconciler: Sendable {
         var lists: [Target: [String]] = [:]
         if let readGlobal { lists[.global] = readGlobal }
         for domain in splitDomains { lists[.splitDNS(domain)] = readSplit.map { splitEntry($0, domain).list } ?? [] }
-        return TailnetSnapshot(devices: readDevices, lists: lists, readAt: now())
+        return TailnetSnapshot(devices: readDevices, lists: lists, readAt: now(), startedAt: startedAt)
     }
 
     public func inventory(_ snapshot: TailnetSnapshot, _ request: RunRequest) -> ResolverInventory {
@@ -204,7 +214,8 @@ struct Applier: Sendable {
     /// reply, a stop) leaves its outcome unknown: the API may have applied it.
     @discardableResult
     private func write<T: Sendable>(_ target: String, _ operation: () async throws -> T) async throws -> T {
-        progress?.sending()
+        // A stop that came first wins: nothing was sent, so nothing is unknown.
+        guard progress?.beginWrite() ?? true else { throw CancellationError() }
         do {
             return try await operation()
         } catch let error as TailscaleAPIError {

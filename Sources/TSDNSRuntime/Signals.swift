@@ -56,13 +56,29 @@ final class WakeSignal: Sendable {
 /// Tells whoever stops a run whether it has sent a write yet: a run still reading can be
 /// abandoned (nothing was written); one that has sent a write deserves its answer.
 public final class WriteProgress: Sendable {
-    private let state = Mutex<(sent: Bool, done: WakeSignal)>((false, WakeSignal()))
+    private let state = Mutex<(sent: Bool, stopped: Bool, done: WakeSignal)>((false, false, WakeSignal()))
 
     public init() {}
 
     public var writeSent: Bool { state.withLock { $0.sent } }
 
-    func sending() { state.withLock { $0.sent = true } }
+    /// Whether the first write may go out: not once a stop has come.
+    func beginWrite() -> Bool {
+        state.withLock { state in
+            guard !state.stopped else { return false }
+            state.sent = true
+            return true
+        }
+    }
+
+    /// A stop: from now on no write starts. True when one had been sent already (it deserves
+    /// its answer); false when the run may be cancelled with nothing written.
+    public func stop() -> Bool {
+        state.withLock { state in
+            state.stopped = true
+            return state.sent
+        }
+    }
 
     /// The run is over, written or not.
     func finished() { state.withLock { $0.done }.signal() }

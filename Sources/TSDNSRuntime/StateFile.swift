@@ -8,6 +8,9 @@ public enum StateFileError: Error, Sendable, CustomStringConvertible {
     /// could otherwise be dropped silently).
     case newerVersion(path: String, found: Int, supported: Int)
     case unwritable(path: String, reason: String)
+    /// It exists but cannot be read (permissions, I/O): refused, not replaced, since the
+    /// operator's exclusions may be in it.
+    case unreadable(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -15,6 +18,8 @@ public enum StateFileError: Error, Sendable, CustomStringConvertible {
             return "\(path): state.file: format version \(found) is newer than this release understands (\(supported)); run a newer release or move the file away"
         case .unwritable(let path, let reason):
             return "\(path): state.file: cannot write: \(reason)"
+        case .unreadable(let path, let reason):
+            return "\(path): state.file: cannot read: \(reason)"
         }
     }
 }
@@ -42,8 +47,10 @@ public struct StateFile: Sendable {
             bytes = try BoundedFile.read(path, limit: Self.maxSize)
         } catch .missing {
             return (LoopState(), nil)
+        } catch .tooLarge(let limit) {
+            return (LoopState(), setAside("is larger than \(limit >> 20) MiB", now: now))
         } catch {
-            return (LoopState(), setAside("cannot be read (\(error))", now: now))
+            throw .unreadable(path: path, reason: "\(error)")
         }
         let document: Document
         do {

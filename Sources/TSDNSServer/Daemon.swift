@@ -63,14 +63,15 @@ public final class Daemon: Sendable {
             let connections = ConnectionCount(limit: config.rpc.maxConnections)
             let handler = RPCHandler(
                 controller: controller, registry: registry,
-                token: config.rpc.tokenFile.map(TokenFile.init), allowedHosts: config.rpc.allowedHosts,
-                connections: connections, logger: logger
+                token: config.rpc.tokenFile.map(TokenFile.init), allowedHosts: config.rpc.allowedHosts, logger: logger
             )
             // A connection whose headers (or body) stall for 10 s is closed; so is an idle
             // keep-alive one after 10 s (Hummingbird has one idle timer for both).
             let app = Application(
                 responder: CallbackResponder<BasicRequestContext> { request, _ in await handler.respond(request) },
-                server: .http1(configuration: .init(additionalChannelHandlers: [CloseAfterResponseHandler()], idleTimeout: .seconds(10))),
+                server: .http1(configuration: .init(
+                    additionalChannelHandlers: [CloseAfterResponseHandler(), ConnectionLimitGate(connections)], idleTimeout: .seconds(10)
+                )),
                 configuration: ApplicationConfiguration(
                     address: .hostname(address.host, port: address.port), serverName: "tsdns-reconcile",
                     availableConnectionsDelegate: connections.delegate

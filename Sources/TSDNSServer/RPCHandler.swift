@@ -18,18 +18,9 @@ struct RPCHandler: Sendable {
     let token: TokenFile?
     /// Host names accepted besides IP literals and localhost (without a token only).
     let allowedHosts: [String]
-    let connections: ConnectionCount
     let logger: Logger
 
     func respond(_ request: Request) async -> Response {
-        // Past rpc.maxConnections: answer at once and let the connection go.
-        if connections.overLimit {
-            var response = request.uri.path == "/healthz"
-                ? encoded(200, RPCWire.Status("ok"))
-                : RPCError(503, "too many connections (rpc.maxConnections=\(connections.limit)); try again").response
-            response.headers[.connection] = "close"
-            return response
-        }
         do {
             return try await route(request)
         } catch let error as RPCError {

@@ -66,7 +66,7 @@ struct RunCommand: AsyncParsableCommand {
         case signal(String)
     }
 
-    /// One sync. SIGTERM, SIGINT or SIGHUP stop it like the loop stops: a run still reading
+    /// One sync. SIGTERM, SIGINT, SIGHUP or SIGQUIT stop it like the loop stops: a run still reading
     /// is abandoned (nothing written), a write in flight gets up to 3 s for its answer and
     /// its plan is printed; exit 0 either way.
     private func runOnce(_ resolved: ResolvedConfig, logger: Logger) async throws {
@@ -78,7 +78,7 @@ struct RunCommand: AsyncParsableCommand {
         let request = RunRequest(mode: .sync, dryRun: dryRun, failureThreshold: 1)
         let progress = WriteProgress()
         unblockStopSignals()
-        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup, .sigquit)
         var stoppedBy: String?
         let outcome: OnceOutcome = await withTaskGroup(of: OnceOutcome?.self) { group in
             group.addTask {
@@ -93,8 +93,9 @@ struct RunCommand: AsyncParsableCommand {
                 guard let next else { continue }
                 if case .signal(let name) = next {
                     stoppedBy = name
-                    logger.notice("stopping", metadata: ["signal": "\(name)", "writeSent": .stringConvertible(progress.writeSent)])
-                    if !progress.writeSent {
+                    let writeSent = progress.stop()
+                    logger.notice("stopping", metadata: ["signal": "\(name)", "writeSent": .stringConvertible(writeSent)])
+                    if !writeSent {
                         group.cancelAll()
                     } else if !(await progress.waitForFinish(upTo: .seconds(3))) {
                         group.cancelAll()

@@ -53,6 +53,12 @@ struct ConfigLoaderTests {
         #expect(errors(zero).first?.contains("larger than 64 KiB") == true, "\(errors(zero))")
     }
 
+    @Test func unsourcedRemoveIsRefusedWhileClustersCannotBeRead() throws {
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = try file("remove.yaml", "resolvers:\n  unsourced: remove\nkubernetes:\n  clusters:\n    - name: prod\n")
+        #expect(errors(config).contains { $0.contains("resolvers.unsourced: remove needs pull mode") }, "\(errors(config))")
+    }
+
     @Test func pullModeIsAnnouncedAsNotAvailableYet() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
         let config = try file("k8s.yaml", "kubernetes:\n  clusters:\n    - name: prod\n")

@@ -256,6 +256,13 @@ struct ConfigLimitTests {
         #expect(escaped.first?.contains("\u{1b}") == false)
     }
 
+    @Test func unknownKeysAreEscapedAndCut() throws {
+        let line = try #require(issues("\"evil\\e[31m\(String(repeating: "k", count: 200))\": 1\n").first)
+        #expect(!line.contains("\u{1b}"))
+        #expect(line.contains(#"evil\x1b[31m"#))
+        #expect(line.count < 160)
+    }
+
     @Test func atMostTwentyErrorsArePrinted() throws {
         let yaml = (0..<500).map { "unknown\($0): 1" }.joined(separator: "\n")
         do {

@@ -139,6 +139,18 @@ struct SourceSetTests {
         try await loop.stop()
     }
 
+    @Test func theNumberOfSourceSetsIsBounded() async throws {
+        let loop = try await startLoop()
+        for index in 0..<256 {
+            #expect(try await loop.putSources("set-\(index)", []).status == 200)
+        }
+        let refused = try await loop.putSources("set-256", [])
+        #expect(refused.status == 503)
+        #expect((refused.json["error"] as? String)?.contains("256 source sets") == true)
+        #expect(try await loop.putSources("set-7", ["coredns-a"]).status == 200, "an existing name is still replaced")
+        try await loop.stop()
+    }
+
     @Test func aLargeSetIsAccepted() async throws {
         let loop = try await startLoop()
         let nodes = (0..<10_000).map { "pod-\($0).example" }

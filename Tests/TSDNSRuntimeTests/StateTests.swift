@@ -51,8 +51,43 @@ struct SourceSetStateTests {
         var state = LoopState()
         state.withdrawn = ["n1": "a", "n2": "a", "n3": "a"]
         // n1 has a tag (a source), n2 is no longer listed, n3 is listed and unnamed.
-        state.settleWithdrawals(sources: ["n1": ["tag:dns"]], listed: ["n1", "n3"])
+        state.settleWithdrawals(before: state.withdrawn, sources: ["n1": ["tag:dns"]], listed: ["n1", "n3"])
         #expect(state.withdrawn == ["n3": "a"])
+    }
+
+    @Test func aWithdrawalMadeDuringARunIsNotSettledByIt() {
+        var state = LoopState()
+        let before = state.withdrawn
+        // While the run applied, a PUT withdrew n2, which the run still saw named.
+        state.withdrawn = ["n2": "a"]
+        state.settleWithdrawals(before: before, sources: ["n2": ["a/dns/x"]], listed: ["n2"])
+        #expect(state.withdrawn == ["n2": "a"], "the next run removes it")
+    }
+
+    @Test func onlyWhatWasKnownBeforeTheReadCanBeGone() {
+        var state = LoopState()
+        let readStart = t0
+        state.manualSources = ["old": ["manual"], "new": ["manual"]]
+        state.manualSince = ["old": t0 - 60, "new": t0 + 1]
+        state.exclusions["new-x"] = Exclusion(nodeId: "new-x", hostname: "x", since: t0 + 1, until: t0 + 600)
+        state.exclusions["old-x"] = Exclusion(nodeId: "old-x", hostname: "y", since: t0 - 60, until: t0 + 600)
+        let snapshot = TailnetSnapshot(devices: devices, lists: [:], readAt: t0 + 2, startedAt: readStart)
+        _ = state.housekeeping(snapshot, isHealthy: healthy)
+        #expect(Set(state.manualSources.keys) == ["new"], "an add made during the read is newer than the snapshot")
+        #expect(Set(state.exclusions.keys) == ["new-x"])
+    }
+
+    @Test func passesCountOnlyWhereTheCheckJudged() {
+        var state = LoopState()
+        state.recovering = ["n2": 0]
+        let unjudged = state.recovering(after: devices, fails: { _ in false }, passes: { _ in false }, threshold: 2)
+        #expect(unjudged["n2"] == 0, "not probed: no pass")
+        state.recovering = unjudged
+        let once = state.recovering(after: devices, fails: { _ in false }, passes: { _ in true }, threshold: 2)
+        #expect(once["n2"] == 1)
+        state.recovering = once
+        #expect(state.recovering(after: devices, fails: { _ in false }, passes: { _ in true }, threshold: 2)["n2"] == nil, "released")
+        #expect(state.recovering(after: devices, fails: { $0.nodeId == "n3" }, passes: { _ in true }, threshold: 2)["n3"] == 0)
     }
 
     @Test func memberStates() {
@@ -131,6 +166,16 @@ struct StateFileTests {
         let kept = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         #expect(kept.contains { $0.hasPrefix("state.json.corrupt-") }, "the bad file is kept for the operator")
         #expect(!kept.contains("state.json"))
+    }
+
+    @Test func aFileThatCannotBeReadIsRefusedNotReplaced() throws {
+        let dir = try scratch()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("state.json").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        #expect(throws: StateFileError.self) { try StateFile(path: path).load(now: t0) }
+        #expect(FileManager.default.fileExists(atPath: path))
+        #expect(throws: StateFileError.self) { try StateFile(path: "/nonexistent-\(UUID().uuidString)/state.json").save(LoopState(), now: t0) }
     }
 
     @Test func aNewerFormatIsRefused() throws {
