@@ -1,7 +1,7 @@
 import TSDNSCore
 import Yams
 
-/// One problem in a config file: `<file>:<line>: <key.path>: <message>` (CONTRACT §6).
+/// One problem in a config file: `<file>:<line>: <key.path>: <message>` (man page, "validate").
 public struct ConfigIssue: Sendable, Equatable, CustomStringConvertible {
     /// A value as an error shows it: quoted, control characters escaped, at most 80
     /// characters (a 50 MB value is not echoed).
@@ -61,7 +61,7 @@ public struct ParsedConfig: Sendable {
     }
 }
 
-/// Strict YAML decoding of CONTRACT §3: unknown keys, wrong types and bad values are all
+/// Strict YAML decoding of the config (README "Configuration"): unknown keys, wrong types and bad values are all
 /// reported, each with its key path and line.
 public enum ConfigParser {
     public static func parse(_ text: String, file: String) throws(ConfigError) -> ParsedConfig {

@@ -8,7 +8,7 @@ public enum Health: Sendable, Equatable {
 }
 
 extension Device {
-    /// Health as the control plane sees it (CONTRACT §1 healthcheck): authorized, key not
+    /// Health as the control plane sees it (README "What it does"): authorized, key not
     /// expired, and connected — `lastSeen` within `staleAfter` where `connectedToControl`
     /// is absent.
     public func health(now: Date, staleAfter: Duration) -> Health {

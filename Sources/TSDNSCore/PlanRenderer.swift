@@ -4,7 +4,7 @@ public enum OutputFormat: String, Sendable, CaseIterable {
     case text, json, markdown
 }
 
-/// Renders a plan as CONTRACT §2 shows it: text lines, a Markdown table, or one JSON object.
+/// Renders a plan as the README ("The plan") shows it: text lines, a Markdown table, or one JSON object.
 public enum PlanRenderer {
     public static func render(_ plan: Plan, as format: OutputFormat) -> String {
         switch format {
@@ -98,7 +98,7 @@ public enum PlanRenderer {
     }
 }
 
-/// The JSON shape of a plan (CONTRACT §2). Keys may be added, never renamed.
+/// The JSON shape of a plan (README "Running it"). Keys may be added, never renamed.
 public struct JSONPlan: Codable, Sendable, Equatable {
     public struct Item: Codable, Sendable, Equatable {
         public var address: String

@@ -95,7 +95,7 @@ public struct Plan: Sendable, Equatable {
 }
 
 /// The heart of the program: a pure function from a target's current list and the inventory
-/// to the list it should be, with a reason for every entry (CONTRACT §1 and §6).
+/// to the list it should be, with a reason for every entry (README "What it does", "Safety rules").
 public enum Planner {
     public static func plan(
         target: Target, current: [String], inventory: ResolverInventory, settings: PlanSettings

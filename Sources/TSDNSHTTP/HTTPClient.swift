@@ -121,6 +121,7 @@ private final class Transfer: @unchecked Sendable {
     private var status = 0
     private var headers: [String: String] = [:]
     private var body = Data()
+    private var bodyTooLarge = false
 
     init(request: HTTPRequest, options: HTTPClientOptions, onChunk: ChunkHandler?, onHead: (@Sendable (HTTPResponseHead) -> Void)?) {
         self.request = request
@@ -190,6 +191,10 @@ private final class Transfer: @unchecked Sendable {
             if let onChunk = transfer.onChunk {
                 onChunk(transfer, chunk)
             } else {
+                guard transfer.body.count + length <= transfer.options.maxBodySize else {
+                    transfer.bodyTooLarge = true
+                    return 0  // aborts the transfer
+                }
                 transfer.body.append(chunk)
             }
             return length
@@ -216,6 +221,7 @@ private final class Transfer: @unchecked Sendable {
 
         let code = curl_easy_perform(curl)
         if isCancelled { return .failure(HTTPClientError.cancelled) }
+        if bodyTooLarge { return .failure(HTTPClientError.bodyTooLarge(url: request.url, limit: options.maxBodySize)) }
         guard code == CURLE_OK else {
             var message = String(cString: errorBuffer)
             if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
@@ -243,6 +249,10 @@ private final class Transfer: @unchecked Sendable {
         guard let colon = trimmed.firstIndex(of: ":") else { return }
         let name = trimmed[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
         let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        // The body is collected in one buffer: reserve it once (a devices list is ~10 MB).
+        if name == "content-length", onChunk == nil, let length = Int(value), length > 0 {
+            body.reserveCapacity(min(length, options.maxBodySize))
+        }
         headers[name] = value
     }
 

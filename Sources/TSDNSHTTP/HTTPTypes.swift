@@ -82,14 +82,19 @@ public struct HTTPClientOptions: Sendable {
     public var lowSpeedLimit: Int
     public var lowSpeedTime: Duration?
     public var tls: TLSOptions
+    /// A complete body larger than this is an error, not an out-of-memory (streams are
+    /// bounded by their reader).
+    public var maxBodySize: Int
 
     public init(
         connectTimeout: Duration = .seconds(5),
         totalTimeout: Duration? = .seconds(30),
         lowSpeedLimit: Int = 1,
         lowSpeedTime: Duration? = nil,
-        tls: TLSOptions = TLSOptions()
+        tls: TLSOptions = TLSOptions(),
+        maxBodySize: Int = 256 << 20
     ) {
+        self.maxBodySize = maxBodySize
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
         self.lowSpeedLimit = lowSpeedLimit
@@ -102,11 +107,14 @@ public enum HTTPClientError: Error, Sendable, CustomStringConvertible {
     /// The request never produced a complete response: network, TLS, timeout, reset.
     case transport(curlCode: Int, message: String, timedOut: Bool)
     case cancelled
+    /// The response body is larger than `HTTPClientOptions.maxBodySize`: refused, not read.
+    case bodyTooLarge(url: String, limit: Int)
 
     public var description: String {
         switch self {
         case .transport(_, let message, _): return message
         case .cancelled: return "request cancelled"
+        case .bodyTooLarge(let url, let limit): return "\(url): the response body is larger than \(limit >> 20) MiB"
         }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import TSDNSCore
 
-/// `GET /v1/inventory` (CONTRACT §4): the lists as last read, every resolver the loop knows
+/// `GET /v1/inventory` (README "RPC API"): the lists as last read, every resolver the loop knows
 /// with its health and sources, pending adds and exclusions.
 public struct InventoryView: Sendable, Encodable {
     public struct TargetItem: Sendable, Encodable {

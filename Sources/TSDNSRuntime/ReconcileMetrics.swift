@@ -2,7 +2,7 @@ import CoreMetrics
 import Foundation
 import TSDNSCore
 
-/// The series of CONTRACT §5, through swift-metrics with an explicit factory (no global
+/// The series of the README ("Metrics"), through swift-metrics with an explicit factory (no global
 /// bootstrap), so each loop — and each test — has a registry of its own.
 public struct ReconcileMetrics: Sendable {
     private let factory: any MetricsFactory

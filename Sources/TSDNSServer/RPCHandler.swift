@@ -6,7 +6,7 @@ import TSDNSCore
 import TSDNSRuntime
 import TSDNSTailscale
 
-/// The RPC API of CONTRACT §4. Routing is done here rather than with a router so that
+/// The RPC API (README "RPC API"). Routing is done here rather than with a router so that
 /// every answer — 404, 405, 413 included — is the contract's `{"error": ...}` JSON.
 struct RPCHandler: Sendable {
     static let maxBodySize = 64 * 1024

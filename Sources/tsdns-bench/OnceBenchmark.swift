@@ -34,9 +34,17 @@ func onceBenchmark(binary: String) throws {
     print("tsdns-bench: \(binary)")
     print("simulated tailnet: \(deviceCount) devices, \(resolverCount) tagged resolvers, all listed (idle)")
 
+    // The baseline: curl fetching the same two GETs from the same server, as often.
+    var curlMedian: Double?
     if FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") {
-        let fetch = measure("/usr/bin/curl", ["-s", "-o", "/dev/null", "-H", "Authorization: Bearer \(tailnet.apiKey)", tailnet.baseURL + "/api/v2/tailnet/-/devices"])
-        print(String(format: "simulator alone (curl GET devices): %.3f s", fetch.seconds))
+        let arguments = [
+            "-s", "-o", "/dev/null", "-o", "/dev/null", "-H", "Authorization: Bearer \(tailnet.apiKey)",
+            tailnet.baseURL + "/api/v2/tailnet/-/devices", tailnet.baseURL + "/api/v2/tailnet/-/dns/nameservers",
+        ]
+        _ = measure("/usr/bin/curl", arguments)
+        let fetches = (0..<runs).map { _ in measure("/usr/bin/curl", arguments).seconds }
+        curlMedian = median(fetches)
+        print(String(format: "curl, the same two GETs: wall median %.3f s (min %.3f, max %.3f)", median(fetches), fetches.min()!, fetches.max()!))
     }
 
     // Warm-up: page cache and the simulator's first JSON encoding.
@@ -48,6 +56,9 @@ func onceBenchmark(binary: String) throws {
     let dryRSS = dryRuns.map { Double($0.peakRSSKiB) / 1024 }
     print(String(format: "run --dry-run (idle):  wall median %.3f s (min %.3f, max %.3f), peak RSS median %.1f MiB (max %.1f), exit %d",
                  median(dryWall), dryWall.min()!, dryWall.max()!, median(dryRSS), dryRSS.max()!, dryRuns[0].status))
+    if let curlMedian {
+        print(String(format: "  ratio to curl: %.2f× (target ≤ 2.5×)", median(dryWall) / curlMedian))
+    }
 
     tailnet.clearLog()
     let idle = measure(binary, ["run", "--once", "--config", config.path])

@@ -30,7 +30,7 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// Exit codes of CONTRACT §2.
+/// Exit codes (README "Exit codes").
 enum Exit {
     static let failure = ExitCode(1)
     static let changesPending = ExitCode(2)

@@ -101,7 +101,7 @@ struct RealDeviceTests {
 
 @Suite("Plan output")
 struct PlanRendererTests {
-    /// The example of CONTRACT §2, rebuilt from devices.
+    /// The README's example plan, rebuilt from devices.
     func contractPlan() -> Plan {
         let now = Date(timeIntervalSince1970: 1_795_000_000)
         func dev(_ n: Int, _ host: String, connected: Bool = true, lastSeen: String? = nil) -> Device {

@@ -6,6 +6,18 @@ import TSDNSSimulator
 
 @Suite("libcurl HTTP client", .timeLimit(.minutes(1)))
 struct HTTPClientTests {
+    @Test func aBodyOverTheCapIsAnErrorNotAnAllocation() async throws {
+        let big = Data(repeating: 0x61, count: 3 << 20)
+        let server = try LoopbackHTTPServer { _ in ServerResponse(status: 200, body: big) }
+        defer { server.stop() }
+        let client = HTTPClient(options: HTTPClientOptions(maxBodySize: 1 << 20))
+        let error = try #require(await #expect(throws: HTTPClientError.self) { try await client.send(HTTPRequest(url: server.baseURL + "/big")) })
+        #expect(error.description.contains("larger than 1 MiB"))
+        // Under the cap it arrives whole.
+        let whole = try await HTTPClient(options: HTTPClientOptions(maxBodySize: 4 << 20)).send(HTTPRequest(url: server.baseURL + "/big"))
+        #expect(whole.body.count == big.count)
+    }
+
     @Test func sendsMethodHeadersAndBody() async throws {
         let seen = Mutex<ServerRequest?>(nil)
         let server = try LoopbackHTTPServer { request in
