@@ -12,12 +12,12 @@ struct DNSProbeTests {
     }
 
     @Test func answersPassAndFailuresSayWhy() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let dnsmasq = try await lab.start(.dnsmasq)
         let servfail = try await lab.start(.stub("servfail"))
         let silent = try await lab.start(.stub("silent"))
-        let nothing = try lab.unusedAddress()
+        let nothing = try await lab.unusedAddress()
 
         for transport in [ProbeSettings.Transport.udp, .tcp] {
             let results = await prober(lab, transport: transport).probe([dnsmasq, servfail, silent])
@@ -39,7 +39,7 @@ struct DNSProbeTests {
     }
 
     @Test func aWrongIdIsIgnoredAndTheRightOneAccepted() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let wrongID = try await lab.start(.stub("wrongid"))
         let result = try #require(await prober(lab).probe([wrongID]).first)
@@ -47,7 +47,7 @@ struct DNSProbeTests {
     }
 
     @Test func aTruncatedAnswerIsAskedAgainOverTCP() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let truncating = try await lab.start(.stub("truncate"))
         // Over UDP it sends TC=1 with SERVFAIL; only the TCP answer says NOERROR.
@@ -55,7 +55,7 @@ struct DNSProbeTests {
     }
 
     @Test func aBatchWithSilentResolversTakesAboutOneTimeout() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let dnsmasq = try await lab.start(.dnsmasq)
         let silent = try await lab.start(.stub("silent"))
@@ -76,11 +76,11 @@ struct DNSProbeTests {
     }
 
     @Test func throughASOCKS5Proxy() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let dnsmasq = try await lab.start(.dnsmasq)
         let servfail = try await lab.start(.stub("servfail"))
-        let nothing = try lab.unusedAddress()
+        let nothing = try await lab.unusedAddress()
         let socks = try await Microsocks.start()
         defer { socks.stop() }
         let proxy = try #require(SOCKS5Proxy(url: "socks5://127.0.0.1:\(socks.port)"))
@@ -96,7 +96,7 @@ struct DNSProbeTests {
     }
 
     @Test func cancellingEndsABatchAtOnce() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let silent = try await lab.start(.stub("silent"))
         let clock = ContinuousClock()

@@ -226,11 +226,17 @@ struct LoopBinaryTests {
         defer { dir.remove() }
         let once = try RunningBinary(config: dir.config, arguments: ["--once"])
         defer { once.terminate() }
+        let launched = ContinuousClock.now
         try once.launch()
+        var polls: [Duration] = []
         do {
-            try await eventually("the write is in flight") { tailnet.requests.contains { $0.method == "POST" && $0.status == nil } }
+            try await eventually("the write is in flight") {
+                polls.append(ContinuousClock.now - launched)
+                return tailnet.requests.contains { $0.method == "POST" && $0.status == nil }
+            }
         } catch {
-            Issue.record("log: \(once.log) requests: \(tailnet.requests.map { "\($0.method) \($0.path) \($0.status ?? 0)" })")
+            let gaps = zip(polls.dropFirst(), polls).map { $0 - $1 }.max() ?? .zero
+            Issue.record("log: \(once.log) requests: \(tailnet.requests.map { "\($0.method) \($0.path) \($0.status ?? 0) at \($0.at - launched)" }) polls: \(polls.count), longest gap \(gaps)")
             throw error
         }
         let (exit, took) = try await once.stop(SIGTERM)

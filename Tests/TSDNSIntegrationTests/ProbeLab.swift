@@ -32,6 +32,21 @@ final class Spawned: @unchecked Sendable {
         self.pid = pid
     }
 
+    /// Waits for the exit without holding a thread of the test runner's small pool.
+    func exitStatus() async -> Int32 {
+        while !reaped {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid {
+                reaped = true
+                return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : -1
+            }
+            if result < 0 && errno != EINTR { return -1 }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return -1
+    }
+
     /// Waits for the exit; the status, or -1.
     @discardableResult
     func wait() -> Int32 {
@@ -71,40 +86,45 @@ final class ProbeLab: @unchecked Sendable {
     private let directory: URL
 
     /// A lab with its own addresses; `teardown()` removes it, also when the test failed.
-    init() throws {
+    static func make() async throws -> ProbeLab {
         let slot = Self.slots.withLock { slot -> Int in
             defer { slot += 1 }
             return slot
         }
-        directory = try scratchDirectory()
         let name = "tsdns\(getpid() % 100_000)p\(slot)"
         // 100.64.240.0/20 in /28 pieces: one per lab, .1 the host side.
         let base = 16 * (slot % 256)
         let third = 240 + base / 256
         let fourth = base % 256
-        if getuid() == 0, Self.run(["ip", "netns", "add", name]) {
+        if getuid() == 0, await run(["ip", "netns", "add", name]) {
             let host = "\(name)h", inner = "\(name)n"
-            let ok = Self.run(["ip", "link", "add", host, "type", "veth", "peer", "name", inner])
-                && Self.run(["ip", "link", "set", inner, "netns", name])
-                && Self.run(["ip", "addr", "add", "100.64.\(third).\(fourth + 1)/28", "dev", host])
-                && Self.run(["ip", "link", "set", host, "up"])
-                && Self.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"])
-                && Self.run(["ip", "netns", "exec", name, "ip", "link", "set", inner, "up"])
-            if ok {
-                namespace = name
-                hostAddress = "100.64.\(third).\(fourth + 1)"
-                prefix = "100.64.\(third).\(fourth)"
-                port = 53
-                return
+            var ok = true
+            for command in [
+                ["ip", "link", "add", host, "type", "veth", "peer", "name", inner],
+                ["ip", "link", "set", inner, "netns", name],
+                ["ip", "addr", "add", "100.64.\(third).\(fourth + 1)/28", "dev", host],
+                ["ip", "link", "set", host, "up"],
+                ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                ["ip", "netns", "exec", name, "ip", "link", "set", inner, "up"],
+            ] where ok {
+                ok = await run(command)
             }
-            _ = Self.run(["ip", "netns", "del", name])
-            _ = Self.run(["ip", "link", "del", host])
+            if ok {
+                return try ProbeLab(namespace: name, hostAddress: "100.64.\(third).\(fourth + 1)", prefix: "100.64.\(third).\(fourth)", port: 53)
+            }
+            _ = await run(["ip", "netns", "del", name])
+            _ = await run(["ip", "link", "del", host])
         }
         print("ProbeLab: network namespaces are not available (not root?); using loopback addresses")
-        namespace = nil
-        hostAddress = "127.0.0.1"
-        prefix = "127.0.\(10 + slot % 200).0"
-        port = 15353
+        return try ProbeLab(namespace: nil, hostAddress: "127.0.0.1", prefix: "127.0.\(10 + slot % 200).0", port: 15353)
+    }
+
+    private init(namespace: String?, hostAddress: String, prefix: String, port: Int) throws {
+        self.namespace = namespace
+        self.hostAddress = hostAddress
+        self.prefix = prefix
+        self.port = port
+        directory = try scratchDirectory()
     }
 
     /// Starts a server on a fresh address of the lab and returns that address once it
@@ -142,7 +162,7 @@ final class ProbeLab: @unchecked Sendable {
     private func start(_ server: Server, at address: String, fresh: Bool) async throws -> IPAddress {
         if let namespace, fresh {
             let inner = "\(namespace)n"
-            guard Self.run(["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(address)/28", "dev", inner]) else {
+            guard await Self.run(["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(address)/28", "dev", inner]) else {
                 throw HarnessError.timedOut("address \(address) in \(namespace)")
             }
         }
@@ -175,12 +195,12 @@ final class ProbeLab: @unchecked Sendable {
     }
 
     /// A fresh address of the lab where nothing listens.
-    func unusedAddress() throws -> IPAddress {
+    func unusedAddress() async throws -> IPAddress {
         let parts = prefix.split(separator: ".")
         let address = "\(parts[0]).\(parts[1]).\(parts[2]).\(Int(parts[3])! + next)"
         next += 1
         if let namespace {
-            _ = Self.run(["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(address)/28", "dev", "\(namespace)n"])
+            _ = await Self.run(["ip", "netns", "exec", namespace, "ip", "addr", "add", "\(address)/28", "dev", "\(namespace)n"])
         }
         return IPAddress(address)!
     }
@@ -190,19 +210,25 @@ final class ProbeLab: @unchecked Sendable {
         byAddress.removeValue(forKey: address)?.kill()
     }
 
+    /// Kills the servers and removes the namespace on a thread of its own: deleting a
+    /// namespace can take a while, and the test runner's few threads must not wait for it.
     func teardown() {
-        for process in processes { process.kill() }
-        if let namespace {
-            _ = Self.run(["ip", "netns", "del", namespace])
-            _ = Self.run(["ip", "link", "del", "\(namespace)h"])
+        let (processes, namespace, directory) = (processes, namespace, directory)
+        let thread = Thread {
+            for process in processes { process.kill() }
+            if let namespace {
+                for command in [["ip", "netns", "del", namespace], ["ip", "link", "del", "\(namespace)h"]] {
+                    (try? Spawned(["/usr/bin/env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + command))?.wait()
+                }
+            }
+            try? FileManager.default.removeItem(at: directory)
         }
-        try? FileManager.default.removeItem(at: directory)
+        thread.start()
     }
 
-    @discardableResult
-    static func run(_ arguments: [String]) -> Bool {
+    static func run(_ arguments: [String]) async -> Bool {
         guard let process = try? Spawned(["/usr/bin/env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"] + arguments) else { return false }
-        return process.wait() == 0
+        return await process.exitStatus() == 0
     }
 
     /// One query, waited for at most 200 ms without blocking a thread: is a server there yet?

@@ -31,7 +31,7 @@ struct ProbeLoopTests {
     }
 
     @Test func aResolverThatStopsAnsweringLeavesAfterTheThresholdAndReturnsAfterPasses() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let a = try await lab.start(.dnsmasq), b = try await lab.start(.dnsmasq)
         let (addressA, addressB) = (lab.tailnetAddress(a), lab.tailnetAddress(b))
@@ -72,7 +72,7 @@ struct ProbeLoopTests {
     }
 
     @Test func aCandidateThatFailsItsProbeIsNotAdded() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let good = try await lab.start(.dnsmasq), servfail = try await lab.start(.stub("servfail")), silent = try await lab.start(.stub("silent"))
         let tailnet = try SimulatedTailnet()
@@ -94,7 +94,7 @@ struct ProbeLoopTests {
     }
 
     @Test func probeFailuresNeverBreakASafetyRule() async throws {
-        let lab = try ProbeLab()
+        let lab = try await ProbeLab.make()
         defer { lab.teardown() }
         let silent = try await lab.start(.stub("silent"))
         let tailnet = try SimulatedTailnet()
