@@ -393,17 +393,22 @@ private struct Scanner {
     mutating func string() throws(DeviceListError) -> String {
         index += 1
         let start = index
-        // Fast path: no escapes — the common case for every field the API sends.
+        var ascii = true
+        // Fast path: no escapes — the common case for every field the API sends — and
+        // ASCII, which needs no validation (`String(validating:)` is not specialized and
+        // costs a metadata lookup a call).
         while index < bytes.count {
             let byte = bytes[index]
             if byte == 0x22 {
                 let content = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
+                if ascii { return String(decoding: content, as: UTF8.self) }
                 if let text = String(validating: content, as: UTF8.self) { return text }
                 throw fail("a string is not valid UTF-8", at: start)
             }
             if byte == 0x5C { break }
             if byte < 0x20 { throw fail("a control character in a string") }
+            if byte >= 0x80 { ascii = false }
             index += 1
         }
         guard index < bytes.count else { throw fail("unexpected end of the document in a string") }
