@@ -93,6 +93,23 @@ struct ProbeLoopTests {
         try await loop.stop()
     }
 
+    @Test func anRPCAddWhoseProbeFailsIsPendingNotAdded() async throws {
+        let lab = try await ProbeLab.make()
+        defer { lab.teardown() }
+        let good = try await lab.start(.dnsmasq), servfail = try await lab.start(.stub("servfail"))
+        let tailnet = try SimulatedTailnet()
+        tailnet.setDevices([device(1, "dns-good", lab.tailnetAddress(good)), device(2, "coredns-broken", lab.tailnetAddress(servfail), tags: nil)])
+        tailnet.setNameservers(["1.1.1.1", lab.tailnetAddress(good)])
+        let loop = try await LoopHarness.start(tailnet: tailnet, probes: ProbeEndpoint(map: lab.endpoint), configure: configure(lab, failures: 1, passes: 1))
+        try await loop.synced()
+        let answer = try await loop.request("POST", "/v1/resolvers", body: #"{"node": "coredns-broken"}"#)
+        #expect(answer.status == 202, "connected, but its DNS fails: not added, so pending")
+        #expect(!tailnet.nameservers.contains(lab.tailnetAddress(servfail)))
+        let pending = try await loop.request("GET", "/v1/inventory").json["pending"] as? [[String: Any]]
+        #expect(pending?.first?["node"] as? String == "coredns-broken")
+        try await loop.stop()
+    }
+
     @Test func probeFailuresNeverBreakASafetyRule() async throws {
         let lab = try await ProbeLab.make()
         defer { lab.teardown() }
