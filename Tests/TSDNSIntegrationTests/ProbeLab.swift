@@ -3,6 +3,9 @@ import Synchronization
 import Testing
 import TSDNSCore
 
+/// Teardowns still running (see `ProbeLab.teardown`).
+private let pendingTeardowns = DispatchGroup()
+
 /// A child process started with posix_spawn. Foundation's `Process` is not used here: a
 /// daemon such as dnsmasq closes the descriptor Foundation watches, and Foundation's one
 /// monitor thread then blocks in `waitpid` on it, so no other child is ever reaped.
@@ -30,6 +33,34 @@ final class Spawned: @unchecked Sendable {
         let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
         guard result == 0 else { throw HarnessError.timedOut("spawn \(arguments[0]): \(String(cString: strerror(result)))") }
         self.pid = pid
+    }
+
+    /// Runs a short command and returns what it printed.
+    static func output(_ arguments: [String]) throws -> String {
+        var pipe: [Int32] = [0, 0]
+        guard Glibc.pipe(&pipe) == 0 else { throw HarnessError.timedOut("pipe") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+        close(pipe[1])
+        defer { close(pipe[0]) }
+        guard result == 0 else { throw HarnessError.timedOut("spawn \(arguments[0])") }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(pipe[0], &buffer, buffer.count)
+            if count <= 0 { break }
+            bytes += buffer[0..<count]
+        }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Waits for the exit without holding a thread of the test runner's small pool.
@@ -96,6 +127,7 @@ final class ProbeLab: @unchecked Sendable {
         let base = 16 * (slot % 256)
         let third = 240 + base / 256
         let fourth = base % 256
+        await staleNamespacesRemoved.value
         if getuid() == 0, await run(["ip", "netns", "add", name]) {
             let host = "\(name)h", inner = "\(name)n"
             var ok = true
@@ -212,9 +244,13 @@ final class ProbeLab: @unchecked Sendable {
 
     /// Kills the servers and removes the namespace on a thread of its own: deleting a
     /// namespace can take a while, and the test runner's few threads must not wait for it.
+    /// The test process waits for every teardown before it exits.
     func teardown() {
         let (processes, namespace, directory) = (processes, namespace, directory)
+        _ = Self.installExitWait
+        pendingTeardowns.enter()
         let thread = Thread {
+            defer { pendingTeardowns.leave() }
             for process in processes { process.kill() }
             if let namespace {
                 for command in [["ip", "netns", "del", namespace], ["ip", "link", "del", "\(namespace)h"]] {
@@ -224,6 +260,27 @@ final class ProbeLab: @unchecked Sendable {
             try? FileManager.default.removeItem(at: directory)
         }
         thread.start()
+    }
+
+    /// Once per process: exit waits (up to 20 s) for teardowns still running.
+    private static let installExitWait: Void = {
+        atexit { _ = pendingTeardowns.wait(timeout: .now() + 20) }
+    }()
+
+    /// Every lab waits for this before it takes addresses.
+    private static let staleNamespacesRemoved = Task { await removeStaleNamespaces() }
+
+    /// Namespaces a test process that is gone left behind (killed before its teardown):
+    /// removed before a lab takes addresses that theirs may still hold.
+    static func removeStaleNamespaces() async {
+        guard let list = try? Spawned.output(["/usr/sbin/ip", "netns", "list"]) else { return }
+        for line in list.split(separator: "\n") {
+            let name = String(line.split(separator: " ").first ?? "")
+            guard name.hasPrefix("tsdns"), let p = name.dropFirst(5).split(separator: "p").first, let pid = Int32(p),
+                  pid != getpid(), kill(pid, 0) != 0 else { continue }
+            _ = await run(["ip", "netns", "del", name])
+            _ = await run(["ip", "link", "del", "\(name)h"])
+        }
     }
 
     static func run(_ arguments: [String]) async -> Bool {
