@@ -20,20 +20,10 @@ public struct SOCKS5Proxy: Sendable, Equatable {
             password = credentials.count > 1 ? credentials[1] : ""
             rest = rest[rest.index(after: at)...]
         }
-        var host: Substring
-        let portText: Substring
-        if rest.hasPrefix("["), let close = rest.firstIndex(of: "]") {
-            host = rest[rest.index(after: rest.startIndex)..<close]
-            let after = rest[rest.index(after: close)...]
-            guard after.hasPrefix(":") else { return nil }
-            portText = after.dropFirst()
-        } else {
-            guard let colon = rest.lastIndex(of: ":") else { return nil }
-            host = rest[..<colon]
-            portText = rest[rest.index(after: colon)...]
-        }
-        if host == "localhost" { host = "127.0.0.1" }
-        guard let address = IPAddress(String(host)), let port = Int(portText), (1...65535).contains(port) else { return nil }
+        guard let endpoint = ListenAddress(String(rest)) else { return nil }
+        let host = endpoint.host == "localhost" ? "127.0.0.1" : endpoint.host
+        guard let address = IPAddress(host), (1...65535).contains(endpoint.port) else { return nil }
+        let port = endpoint.port
         self.address = address
         self.port = port
     }
