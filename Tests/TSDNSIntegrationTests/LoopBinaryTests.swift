@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TSDNSHTTP
 import TSDNSSimulator
 
 /// `tsdns-reconcile run` (the loop) started as a process; its RPC port is read from its log.
@@ -261,5 +262,32 @@ struct LoopBinaryTests {
         #expect(took < .seconds(5))
         #expect(tailnet.mutatingRequests.isEmpty)
         #expect(once.log.contains("nothing was written"))
+    }
+
+    @Test func ctlSourcesListsWhatAWatcherSent() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        tailnet.addDevice(SimulatedDevices.device(40, hostname: "coredns-a", tags: nil))
+        let (binary, dir) = try await start(tailnet)
+        defer { binary.terminate(); dir.remove() }
+        let empty = try await Binary.run(["ctl", "sources", "--server", binary.server])
+        #expect(empty.status == 0, "\(empty.stderr)")
+        #expect(empty.stdout == "no source sets\n")
+        let body = #"{"resolvers": [{"node": "coredns-a", "source": "kubernetes:prod/dns/coredns-a"}, {"node": "coredns-later"}]}"#
+        let put = try await HTTPClient().send(HTTPRequest(
+            method: "PUT", url: binary.server + "/v1/sources/kubernetes:prod",
+            headers: [HTTPHeader("Content-Type", "application/json")], body: Data(body.utf8)
+        ))
+        #expect(put.status == 200)
+        #expect(tailnet.nameservers.contains("100.64.0.40"))
+        let listed = try await Binary.run(["ctl", "sources", "--server", binary.server])
+        #expect(listed.stdout.contains("kubernetes:prod (updated "))
+        #expect(listed.stdout.contains("2 resolvers, 1 listed, 1 pending"))
+        #expect(listed.stdout.contains("listed    coredns-a  kubernetes:prod/dns/coredns-a"))
+        #expect(listed.stdout.contains("pending   coredns-later  kubernetes:prod"))
+        let json = try await Binary.run(["ctl", "sources", "--server", binary.server, "--output", "json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((object?["sources"] as? [[String: Any]])?.first?["name"] as? String == "kubernetes:prod")
+        _ = try await binary.stop()
     }
 }
