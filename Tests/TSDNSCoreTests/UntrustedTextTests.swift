@@ -48,3 +48,32 @@ struct UntrustedTextTests {
         #expect(DurationText.brief(.milliseconds(1500)) == "1.5s")
     }
 }
+
+@Suite("IP addresses")
+struct IPAddressTests {
+    @Test func tailscaleRangesToTheirEdges() {
+        for (text, inside) in [
+            ("100.63.255.255", false), ("100.64.0.0", true), ("100.100.100.100", true), ("100.127.255.255", true),
+            ("100.128.0.0", false), ("10.0.0.1", false), ("fd7a:115c:a1e0::", true), ("fd7a:115c:a1e0:ffff::1", true),
+            ("fd7a:115c:a1e1::", false), ("fd7a:115c:a0e0::1", false), ("::ffff:100.64.0.1", false),
+        ] {
+            #expect(IPAddress(text)?.isTailscaleRange == inside, "\(text)")
+        }
+    }
+
+    @Test func everyFormOfOneAddressIsEqualAndPrintsCanonically() {
+        #expect(IPAddress("fd7a:115c:a1e0:0:0::1") == IPAddress("FD7A:115C:A1E0::1"))
+        #expect(IPAddress("FD7A:115C:A1E0::1")?.description == "fd7a:115c:a1e0::1")
+        #expect(IPAddress("100.64.0.7")?.description == "100.64.0.7")
+        #expect(IPAddress("100.64.0.7")?.bytes == [100, 64, 0, 7])
+        #expect(IPAddress("fd7a:115c:a1e0::1")?.bytes == [0xFD, 0x7A, 0x11, 0x5C, 0xA1, 0xE0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+        #expect(IPAddress("100.64.0.256") == nil && IPAddress("dns-1") == nil)
+        #expect(Set([IPAddress("100.64.0.1")!, IPAddress("100.64.0.1")!]).count == 1)
+    }
+
+    @Test func orderIsIPv4FirstThenNumeric() {
+        let sorted = ["fd7a:115c:a1e0::2", "100.64.0.10", "fd7a:115c:a1e0::1:0", "100.64.0.9", "1.1.1.1", "::1"]
+            .compactMap(IPAddress.init).sorted().map(\.description)
+        #expect(sorted == ["1.1.1.1", "100.64.0.9", "100.64.0.10", "::1", "fd7a:115c:a1e0::2", "fd7a:115c:a1e0::1:0"])
+    }
+}
