@@ -30,6 +30,7 @@ public final class SimulatedTailnet: Sendable {
     private let state: Mutex<State>
     private let faults = FaultPlan(scope: { $0.hasPrefix("/api/v2/") })
     private let log = RequestLog()
+    private let mutationHook = Mutex<(@Sendable (LoggedRequest) -> Void)?>(nil)
     private let server: Mutex<LoopbackHTTPServer?> = Mutex(nil)
     public let port: Int
 
@@ -98,6 +99,9 @@ public final class SimulatedTailnet: Sendable {
     public func inject(_ fault: Fault) { faults.inject(fault) }
     public func clearFaults() { faults.clear() }
     public func clearLog() { log.clear() }
+    /// Called on the simulator's thread when a write arrives, before it is answered: a test
+    /// can act at that moment (stop the writer) without polling for it.
+    public func onWriteArrival(_ hook: (@Sendable (LoggedRequest) -> Void)?) { mutationHook.withLock { $0 = hook } }
     /// Invalidates every OAuth access token issued so far, as a key rotation would.
     public func revokeTokens() { state.withLock { $0.tokens.removeAll() } }
 
@@ -106,9 +110,11 @@ public final class SimulatedTailnet: Sendable {
     private func handle(_ request: ServerRequest) -> ServerResponse {
         // Writes to the tailnet's configuration (the OAuth token exchange is not one).
         let isMutating = request.method != "GET" && !request.path.hasSuffix("/oauth/token")
-        let entry = log.arrived(LoggedRequest(
+        let arrived = LoggedRequest(
             method: request.method, path: request.path, status: nil, body: String(decoding: request.body, as: UTF8.self), isMutating: isMutating
-        ))
+        )
+        let entry = log.arrived(arrived)
+        if isMutating, let hook = mutationHook.withLock({ $0 }) { hook(arrived) }
         var response = FaultPlan.answer(
             faults.take(method: request.method, path: request.path),
             error: { error($0, "simulated failure (HTTP \($0))") },

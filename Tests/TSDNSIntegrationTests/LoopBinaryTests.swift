@@ -119,13 +119,12 @@ struct LoopBinaryTests {
         // The next write takes 1.5 s to answer; SIGTERM arrives while it is in flight.
         tailnet.inject(.init(.delay(.milliseconds(1500)), method: "POST"))
         tailnet.addDevice(SimulatedDevices.device(41, hostname: "dns-41"))
+        // SIGTERM the moment the write arrives (from the simulator's thread, not by polling).
+        let pid = binary.process.processIdentifier
+        tailnet.onWriteArrival { _ in kill(pid, SIGTERM) }
         let sync = Task { try await Binary.run(["ctl", "sync", "--server", binary.server]) }
-        try await eventually("the write is in flight") {
-            tailnet.requests.contains { $0.method == "POST" && $0.status == nil }
-        }
-        let (exit, took) = try await binary.stop(SIGTERM)
-        #expect(exit == 0, "\(binary.log)")
-        #expect(took < .seconds(5))
+        try await eventually("the process exits", limit: .seconds(15)) { !binary.process.isRunning }
+        #expect(binary.process.terminationStatus == 0, "\(binary.log)")
         #expect(tailnet.requests.last { $0.method == "POST" }?.status == 200, "the write got its answer")
         #expect(tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3", "100.64.0.41"])
         let answer = try await sync.value
@@ -227,22 +226,18 @@ struct LoopBinaryTests {
         defer { dir.remove() }
         let once = try RunningBinary(config: dir.config, arguments: ["--once"])
         defer { once.terminate() }
-        let launched = ContinuousClock.now
         try once.launch()
-        var polls: [Duration] = []
-        do {
-            try await eventually("the write is in flight") {
-                polls.append(ContinuousClock.now - launched)
-                return tailnet.requests.contains { $0.method == "POST" && $0.status == nil }
-            }
-        } catch {
-            let gaps = zip(polls.dropFirst(), polls).map { $0 - $1 }.max() ?? .zero
-            Issue.record("log: \(once.log) requests: \(tailnet.requests.map { "\($0.method) \($0.path) \($0.status ?? 0) at \($0.at - launched)" }) polls: \(polls.count), longest gap \(gaps)")
-            throw error
-        }
-        let (exit, took) = try await once.stop(SIGTERM)
+        // SIGTERM the moment the write arrives (from the simulator's thread, not by polling).
+        let pid = once.process.processIdentifier
+        let signalled = ContinuousClock.now
+        tailnet.onWriteArrival { _ in kill(pid, SIGTERM) }
+        try await eventually("the process exits", limit: .seconds(15)) { !once.process.isRunning }
+        let exit = once.process.terminationStatus
+        let took = ContinuousClock.now - signalled
+        #expect(tailnet.requests.contains { $0.method == "POST" }, "the signal came with the write")
         #expect(exit == 0, "\(once.log)")
-        #expect(took < .seconds(5))
+        #expect(took < .seconds(10), "it started well before; it stopped within the write's 2.5 s answer")
+        #expect(once.log.contains("stopping"), "the signal reached it mid-write: \(once.log)")
         #expect(tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.3"], "the write landed")
         #expect(once.output.contains("+ 100.64.0.3"), "the plan of what it wrote: \(once.output)")
     }
