@@ -389,8 +389,9 @@ public actor Controller {
             )
             state.manualSources[device.nodeId] = nil
             // A pending add of the same node under another name must not bring it back.
+            let index = NodeQuery.Index(devices)
             state.pending.removeAll { add in
-                if case .found(let other) = NodeQuery.resolve(add.query, in: devices, isHealthy: healthy) { return other.nodeId == device.nodeId }
+                if case .found(let other) = index.resolve(add.query, isHealthy: healthy) { return other.nodeId == device.nodeId }
                 return false
             }
             persist()

@@ -92,8 +92,9 @@ struct LoopState: Sendable, Equatable {
         withdrawn = withdrawn.filter { present.contains($0.key) }
         var promoted: [String] = []
         var kept: [PendingAdd] = []
+        let index = NodeQuery.Index(snapshot.devices)
         for add in pending {
-            if case .found(let device) = NodeQuery.resolve(add.query, in: snapshot.devices, isHealthy: isHealthy), isHealthy(device) {
+            if case .found(let device) = index.resolve(add.query, isHealthy: isHealthy), isHealthy(device) {
                 if let exclusion = exclusions[device.nodeId], exclusion.since >= add.since { continue }
                 manualSources[device.nodeId, default: []].insert(add.source)
                 exclusions[device.nodeId] = nil
@@ -148,9 +149,13 @@ struct LoopState: Sendable, Equatable {
     /// The nodeIds a list of members names right now, with each one's sources. A member
     /// that is not one device yet (absent, or an ambiguous hostname) names nothing.
     static func resolve(_ members: [SourceSet.Member], in devices: [Device], isHealthy: (Device) -> Bool) -> [String: Set<String>] {
+        resolve(members, in: NodeQuery.Index(devices), isHealthy: isHealthy)
+    }
+
+    static func resolve(_ members: [SourceSet.Member], in index: NodeQuery.Index, isHealthy: (Device) -> Bool) -> [String: Set<String>] {
         var named: [String: Set<String>] = [:]
         for member in members {
-            if case .found(let device) = NodeQuery.resolve(member.node, in: devices, isHealthy: isHealthy) {
+            if case .found(let device) = index.resolve(member.node, isHealthy: isHealthy) {
                 named[device.nodeId, default: []].insert(member.source)
             }
         }
@@ -160,8 +165,10 @@ struct LoopState: Sendable, Equatable {
     /// Every source outside the tailnet's tags: RPC adds and source-set members, by nodeId.
     func extraSources(_ devices: [Device], isHealthy: (Device) -> Bool) -> [String: Set<String>] {
         var sources = manualSources
+        guard !sourceSets.isEmpty else { return sources }
+        let index = NodeQuery.Index(devices)
         for set in sourceSets.values {
-            for (id, named) in Self.resolve(set.members, in: devices, isHealthy: isHealthy) {
+            for (id, named) in Self.resolve(set.members, in: index, isHealthy: isHealthy) {
                 sources[id, default: []].formUnion(named)
             }
         }
@@ -172,8 +179,9 @@ struct LoopState: Sendable, Equatable {
     /// withdrawn; whether another source still names them (a tag, another set, an RPC add)
     /// is the planner's question, asked on every run.
     mutating func replaceSourceSet(_ name: String, members: [SourceSet.Member], at date: Date, devices: [Device], isHealthy: (Device) -> Bool) {
-        let before = sourceSets[name].map { Self.resolve($0.members, in: devices, isHealthy: isHealthy) } ?? [:]
-        let after = Self.resolve(members, in: devices, isHealthy: isHealthy)
+        let index = NodeQuery.Index(devices)
+        let before = sourceSets[name].map { Self.resolve($0.members, in: index, isHealthy: isHealthy) } ?? [:]
+        let after = Self.resolve(members, in: index, isHealthy: isHealthy)
         sourceSets[name] = SourceSet(name: name, members: members, updated: date)
         for id in before.keys where after[id] == nil { withdrawn[id] = name }
         for id in after.keys { withdrawn[id] = nil }
@@ -190,8 +198,9 @@ struct LoopState: Sendable, Equatable {
 
     /// How each member of a set stands.
     func states(of set: SourceSet, devices: [Device], isHealthy: (Device) -> Bool) -> [MemberState] {
-        set.members.map { member in
-            guard case .found(let device) = NodeQuery.resolve(member.node, in: devices, isHealthy: isHealthy) else { return .pending }
+        let index = NodeQuery.Index(devices)
+        return set.members.map { member in
+            guard case .found(let device) = index.resolve(member.node, isHealthy: isHealthy) else { return .pending }
             if exclusions[device.nodeId] != nil { return .excluded }
             return isHealthy(device) ? .listed : .pending
         }
