@@ -267,8 +267,9 @@ public actor Controller {
         } else {
             next.failedChecks = base.failedChecks.filter { id, _ in snapshot.devices.contains { $0.nodeId == id && inventory.failsCheck($0) } }
         }
-        request = runRequest(mode, next, snapshot)
-        request.probes = probes
+        // Only the check counts changed: the sources (every set's members resolved) stand.
+        request.failedChecks = next.failedChecks
+        request.heldBack = Set(next.recovering.keys)
         return (request, next)
     }
 
@@ -431,12 +432,6 @@ public actor Controller {
         // Ready after the first successful read; a rejected credential makes it not ready.
         let rejected = (lastError as? TailscaleAPIError)?.isCredentialRejected ?? false
         return Readiness(ready: everRead && !rejected, lastError: lastError.map { "\($0)" })
-    }
-
-    /// Whether the last run failed because the API rejects the credential (503 over RPC:
-    /// the service is unavailable until an operator fixes it).
-    public var credentialRejected: Bool {
-        (lastError as? TailscaleAPIError)?.isCredentialRejected ?? false
     }
 
     public func inventory() -> InventoryView {
