@@ -1,8 +1,8 @@
 # tsdns-reconcile — the two commands a newcomer needs are `make demo` and `make test`.
 SWIFT ?= swift
-# The build needs libcurl; the tests start real peers: dnsmasq (DNS), microsocks (SOCKS5),
+# The build needs libcurl and OpenSSL (the simulators' HTTPS); the tests start real peers: dnsmasq (DNS), microsocks (SOCKS5),
 # openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint).
-APT_PACKAGES := libcurl4-openssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc
+APT_PACKAGES := libcurl4-openssl-dev libssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc
 
 .PHONY: deps build test demo bench bench-loop fuzz release clean
 

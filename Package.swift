@@ -26,6 +26,8 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // OpenSSL's server side, for the simulators' HTTPS (libcurl is the client side).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // Pure core: addresses, devices, health, planner, plan rendering. No I/O.
         .target(name: "TSDNSCore"),
         // The config file: YAML to a validated model, errors with key path and line.
@@ -43,13 +45,19 @@ let package = Package(
         // The DNS probe: queries over UDP, TCP and SOCKS5 on a thread of its own.
         .target(name: "TSDNSProbe", dependencies: ["TSDNSCore"]),
         // Simulated tailnet: a real HTTP server on loopback with fault injection.
-        .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore"]),
+        .target(name: "TSDNSSimulator", dependencies: ["TSDNSCore", "COpenSSL"]),
+        // Kubernetes adapter: credentials as client-go resolves them, Services LIST and
+        // WATCH over libcurl, the Service → device mapping.
+        .target(
+            name: "TSDNSKubernetes",
+            dependencies: ["TSDNSCore", "TSDNSConfig", "TSDNSHTTP", .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log")]
+        ),
         // Reconcile runs (read, plan, apply), the loop and its controller, metrics, config
         // loading, the RPC client for `ctl`.
         .target(
             name: "TSDNSRuntime",
             dependencies: [
-                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSProbe",
+                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSProbe", "TSDNSKubernetes",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -59,7 +67,7 @@ let package = Package(
         .target(
             name: "TSDNSServer",
             dependencies: [
-                "TSDNSCore", "TSDNSHTTP", "TSDNSTailscale", "TSDNSConfig", "TSDNSRuntime",
+                "TSDNSCore", "TSDNSHTTP", "TSDNSTailscale", "TSDNSConfig", "TSDNSRuntime", "TSDNSKubernetes",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -78,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "tsdns-reconcile",
             dependencies: [
-                "TSDNSRuntime", "TSDNSServer", "TSDNSDemo", "TSDNSCore", "TSDNSConfig", "TSDNSTailscale",
+                "TSDNSRuntime", "TSDNSServer", "TSDNSDemo", "TSDNSCore", "TSDNSConfig", "TSDNSTailscale", "TSDNSKubernetes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -89,12 +97,14 @@ let package = Package(
         .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
         // The Tailscale adapter: the device-list decoder against JSONDecoder, by example and by fuzzing.
         .testTarget(name: "TSDNSTailscaleTests", dependencies: ["TSDNSTailscale", "TSDNSCore"]),
+        // The Kubernetes adapter: kubeconfig resolution, annotation matching, mapping, paging.
+        .testTarget(name: "TSDNSKubernetesTests", dependencies: ["TSDNSKubernetes", "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSSimulator"], resources: [.copy("Fixtures")]),
         // Pure state machines and files of the runtime: scheduler, loop state, state file, backoff.
         .testTarget(name: "TSDNSRuntimeTests", dependencies: ["TSDNSRuntime", "TSDNSConfig", "TSDNSCore", "TSDNSHTTP"]),
         .testTarget(
             name: "TSDNSIntegrationTests",
             dependencies: [
-                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator", "TSDNSRuntime", "TSDNSServer", "TSDNSProbe",
+                "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSSimulator", "TSDNSRuntime", "TSDNSServer", "TSDNSProbe", "TSDNSKubernetes",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

@@ -76,15 +76,7 @@ public struct ConfigLoader: Sendable {
                 issues.append(parsed.issue("kubernetes.clusters[\(index)].kubeconfig", "file \(ConfigIssue.quote(file)) does not exist or is not readable"))
             }
         }
-        var warnings: [String] = []
-        if !config.clusters.isEmpty && config.watch.server == nil && config.resolvers.unsourced == .remove {
-            // The clusters' resolvers would have no source and be removed on every sync.
-            issues.append(parsed.issue("resolvers.unsourced", "remove needs pull mode (kubernetes.clusters), which this build does not have yet; it would remove the clusters' resolvers"))
-        }
-        if !config.clusters.isEmpty && config.watch.server == nil {
-            warnings.append("\(parsed.issue("kubernetes.clusters", "pull mode is not available in this build yet; these clusters are not read (use ctl add or PUT /v1/sources meanwhile)"))")
-        }
-
+        let warnings: [String] = []
         let needsCredential = purpose == .reconcile || config.watch.server == nil
         var credential: Credential?
         do {

@@ -61,6 +61,21 @@ public struct ParsedConfig: Sendable {
     }
 }
 
+extension ConfigIssue {
+    /// A YAML syntax error with its line (also for other YAML files: kubeconfigs).
+    public static func yaml(_ error: YamlError, file: String) -> ConfigIssue {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return ConfigIssue(file: file, line: mark.line, path: "", message: "invalid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigIssue(file: file, line: context.mark.line, path: "", message: "invalid YAML: key \(duplicates.joined(separator: ", ")) appears twice")
+        default:
+            let firstLine = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
+            return ConfigIssue(file: file, line: nil, path: "", message: "invalid YAML: \(firstLine)")
+        }
+    }
+}
+
 /// Strict YAML decoding of the config (README "Configuration"): unknown keys, wrong types and bad values are all
 /// reported, each with its key path and line.
 public enum ConfigParser {
@@ -100,17 +115,7 @@ private final class Reader {
         issues.append(ConfigIssue(file: file, line: node?.mark?.line ?? lines[path], path: path, message: message))
     }
 
-    func yamlIssue(_ error: YamlError) -> ConfigIssue {
-        switch error {
-        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
-            return ConfigIssue(file: file, line: mark.line, path: "", message: "invalid YAML: \(problem)")
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            return ConfigIssue(file: file, line: context.mark.line, path: "", message: "invalid YAML: key \(duplicates.joined(separator: ", ")) appears twice")
-        default:
-            let firstLine = "\(error)".split(separator: "\n").first.map(String.init) ?? "\(error)"
-            return ConfigIssue(file: file, line: nil, path: "", message: "invalid YAML: \(firstLine)")
-        }
-    }
+    func yamlIssue(_ error: YamlError) -> ConfigIssue { ConfigIssue.yaml(error, file: file) }
 
     // MARK: Typed readers. Each returns nil (and records an issue) on a wrong type.
 
@@ -494,7 +499,8 @@ private final class Reader {
 }
 
 extension Node {
-    var isNull: Bool {
+    /// A YAML null (`key:`, `~`, `null`), shared with the kubeconfig parser.
+    public var isNull: Bool {
         if case .scalar(let scalar) = self, scalar.style == .plain {
             return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
         }

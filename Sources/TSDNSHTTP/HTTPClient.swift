@@ -180,6 +180,11 @@ private final class Transfer: @unchecked Sendable {
             _ = tsdns_curl_setopt_long(curl, CURLOPT_LOW_SPEED_TIME, max(1, lowSpeedTime.milliseconds / 1000))
         }
         _ = tsdns_curl_setopt_slist(curl, CURLOPT_HTTPHEADER, headerList)
+        if let proxy = options.proxy { _ = tsdns_curl_setopt_string(curl, CURLOPT_PROXY, proxy) }
+        var connectTo: UnsafeMutablePointer<curl_slist>?
+        for entry in options.connectTo { connectTo = curl_slist_append(connectTo, entry) }
+        defer { curl_slist_free_all(connectTo) }
+        if connectTo != nil { _ = tsdns_curl_setopt_slist(curl, CURLOPT_CONNECT_TO, connectTo) }
         applyTLS(curl)
         applyMethodAndBody(curl)
 

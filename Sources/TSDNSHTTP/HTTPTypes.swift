@@ -85,6 +85,13 @@ public struct HTTPClientOptions: Sendable {
     /// A complete body larger than this is an error, not an out-of-memory (streams are
     /// bounded by their reader).
     public var maxBodySize: Int
+    /// A proxy URL (`http://`, `socks5://`, `socks5h://`) for every request; nil: the
+    /// environment's proxy variables, as curl reads them.
+    public var proxy: String?
+    /// `HOST:PORT:CONNECT-HOST:CONNECT-PORT` pairs: connect elsewhere than the URL's host
+    /// while TLS verifies (and SNI names) the URL's host — how a kubeconfig's
+    /// `tls-server-name` is honoured.
+    public var connectTo: [String]
 
     public init(
         connectTimeout: Duration = .seconds(5),
@@ -92,9 +99,13 @@ public struct HTTPClientOptions: Sendable {
         lowSpeedLimit: Int = 1,
         lowSpeedTime: Duration? = nil,
         tls: TLSOptions = TLSOptions(),
-        maxBodySize: Int = 256 << 20
+        maxBodySize: Int = 256 << 20,
+        proxy: String? = nil,
+        connectTo: [String] = []
     ) {
         self.maxBodySize = maxBodySize
+        self.proxy = proxy
+        self.connectTo = connectTo
         self.connectTimeout = connectTimeout
         self.totalTimeout = totalTimeout
         self.lowSpeedLimit = lowSpeedLimit

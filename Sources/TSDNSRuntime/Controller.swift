@@ -184,7 +184,7 @@ public actor Controller {
         let start = clock.now
         let snapshot: TailnetSnapshot
         do {
-            snapshot = try await reconciler.read()
+            snapshot = try await reconciler.read(mode: mode)
         } catch {
             record(error, mode: mode)
             throw error
@@ -308,7 +308,8 @@ public actor Controller {
     /// One snapshot read shared by every dry run that asks while it is in flight.
     private func sharedRead() async throws -> TailnetSnapshot {
         if let task = sharedSnapshot { return try await task.value }
-        let task = Task { try await reconciler.read() }
+        // A sync's read: it holds what a healthcheck's holds, and the clusters.
+        let task = Task { try await reconciler.read(mode: .sync) }
         sharedSnapshot = task
         defer { sharedSnapshot = nil }
         return try await task.value

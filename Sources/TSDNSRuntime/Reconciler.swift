@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TSDNSConfig
 import TSDNSCore
+import TSDNSKubernetes
 import TSDNSProbe
 import TSDNSTailscale
 
@@ -12,6 +13,17 @@ public struct TailnetSnapshot: Sendable {
     public var readAt: Date
     /// When the reads began: what the loop was told after this is newer than the snapshot.
     public var startedAt: Date
+    /// Pull mode: each cluster's annotated Services, read with the tailnet (sync runs only).
+    public var clusters: [ClusterServices] = []
+    /// The devices those Services name, by nodeId, with their sources.
+    public var kubernetesSources: [String: Set<String>] = [:]
+}
+
+/// A cluster's LIST failed: the run's read failed, so it writes nothing.
+public struct ClusterReadError: Error, CustomStringConvertible {
+    public var cluster: String
+    public var underlying: Error
+    public var description: String { "kubernetes cluster \(cluster): \(underlying)" }
 }
 
 /// One reconcile run's inputs beyond the config.
@@ -59,15 +71,18 @@ public final class Reconciler: Sendable {
     public let tailnet: String
     /// With `healthcheck.probe: dns`: the DNS probe of every resolver a run judges.
     public let prober: DNSProber?
+    /// Pull mode: the clusters every sync LISTs (`kubernetes.clusters`).
+    public let clusters: [ClusterSource]
     private let logger: Logger
     private let now: @Sendable () -> Date
 
     /// `probeEndpoint` points resolver addresses elsewhere (the demo's local servers).
     public init(
         client: TailscaleClient, config: Config, tailnet: String, logger: Logger, now: @escaping @Sendable () -> Date = Date.init,
-        probeEndpoint: (@Sendable (IPAddress) -> (IPAddress, Int))? = nil
+        probeEndpoint: (@Sendable (IPAddress) -> (IPAddress, Int))? = nil, clusters: [ClusterSource] = []
     ) {
         self.client = client
+        self.clusters = clusters
         self.config = config
         self.tailnet = tailnet
         self.logger = logger
@@ -123,28 +138,88 @@ public final class Reconciler: Sendable {
     }
 
     /// The request floor: one devices GET, one nameservers GET if the global list is
-    /// managed, one split-DNS GET if any domain is.
-    public func read() async throws -> TailnetSnapshot {
+    /// managed, one split-DNS GET if any domain is; in a sync, one LIST (per page) of every
+    /// cluster, all at once. Any failure fails the whole read.
+    public func read(mode: RunMode = .sync) async throws -> TailnetSnapshot {
         let targets = config.resolvers.targets
         let splitDomains = config.resolvers.splitDNS
         let startedAt = now()
         async let devices = client.listDevices()
         async let global: [String]? = targets.contains(.global) ? client.nameservers() : nil
         async let split: [String: [String]]? = splitDomains.isEmpty ? nil : client.splitDNS()
-        let (readDevices, readGlobal, readSplit) = try await (devices, global, split)
+        async let clusterReads = mode == .sync ? readClusters() : []
+        let (readDevices, readGlobal, readSplit, readClusters) = try await (devices, global, split, clusterReads)
         var lists: [Target: [String]] = [:]
         if let readGlobal { lists[.global] = readGlobal }
         for domain in splitDomains { lists[.splitDNS(domain)] = readSplit.map { splitEntry($0, domain).list } ?? [] }
-        return TailnetSnapshot(devices: readDevices, lists: lists, readAt: now(), startedAt: startedAt)
+        var snapshot = TailnetSnapshot(devices: readDevices, lists: lists, readAt: now(), startedAt: startedAt, clusters: readClusters)
+        snapshot.kubernetesSources = kubernetesSources(snapshot)
+        return snapshot
+    }
+
+    /// Every cluster's annotated Services, in config order; the first failure cancels the rest.
+    private func readClusters() async throws -> [ClusterServices] {
+        guard !clusters.isEmpty else { return [] }
+        return try await withThrowingTaskGroup(of: (Int, ClusterServices).self) { group in
+            for (index, cluster) in clusters.enumerated() {
+                group.addTask {
+                    do {
+                        return (index, try await cluster.read())
+                    } catch is CancellationError {
+                        throw CancellationError()
+                    } catch {
+                        throw ClusterReadError(cluster: cluster.name, underlying: error)
+                    }
+                }
+            }
+            var results: [ClusterServices?] = Array(repeating: nil, count: clusters.count)
+            for try await (index, services) in group { results[index] = services }
+            return results.compactMap { $0 }
+        }
+    }
+
+    /// Pull mode's sources by nodeId: each annotated Service's device, when it is one
+    /// device now. A Service whose device is not in the tailnet yet is pending (logged), not
+    /// an error; an ambiguous hostname names its candidates.
+    func kubernetesSources(_ snapshot: TailnetSnapshot) -> [String: Set<String>] {
+        guard !snapshot.clusters.isEmpty else { return [:] }
+        let index = NodeQuery.Index(snapshot.devices)
+        let staleAfter = config.healthcheck.staleAfter
+        let isHealthy: (Device) -> Bool = { $0.health(now: snapshot.readAt, staleAfter: staleAfter).isHealthy }
+        var sources: [String: Set<String>] = [:]
+        var pending: [String] = []
+        for cluster in snapshot.clusters {
+            for member in cluster.members {
+                switch index.resolve(member.node, isHealthy: isHealthy) {
+                case .found(let device):
+                    sources[device.nodeId, default: []].insert(member.source)
+                case .notFound:
+                    pending.append("\(member.source) (\(member.node))")
+                case .ambiguous(let candidates):
+                    logger.warning("a Service's device name is ambiguous; it stays pending until exactly one of them is healthy", metadata: [
+                        "source": "\(member.source)", "node": "\(TerminalText.escape(member.node))",
+                        "candidates": .array(candidates.map { .string("\($0.nodeId) (\(TerminalText.escape($0.name)))") }),
+                    ])
+                }
+            }
+        }
+        if !pending.isEmpty {
+            logger.info("Services whose devices are not in the tailnet yet (pending)", metadata: [
+                "services": .array(pending.prefix(20).map { .string(TerminalText.escape($0)) }), "count": .stringConvertible(pending.count),
+            ])
+        }
+        return sources
     }
 
     public func inventory(_ snapshot: TailnetSnapshot, _ request: RunRequest) -> ResolverInventory {
-        ResolverInventory(
+        var sources = request.extraSources
+        for (id, named) in snapshot.kubernetesSources { sources[id, default: []].formUnion(named) }
+        return ResolverInventory(
             devices: snapshot.devices,
             now: snapshot.readAt,
             staleAfter: config.healthcheck.staleAfter,
             resolverTags: config.resolvers.tags,
-            extraSources: request.extraSources,
+            extraSources: sources,
             excluded: request.excluded,
             withdrawn: request.withdrawn,
             failedChecks: request.failedChecks,
@@ -183,7 +258,7 @@ public final class Reconciler: Sendable {
     /// first write is sent, for whoever may have to stop the run.
     public func run(_ request: RunRequest, snapshot given: TailnetSnapshot? = nil, progress: WriteProgress? = nil) async throws -> RunResult {
         let snapshot: TailnetSnapshot
-        if let given { snapshot = given } else { snapshot = try await read() }
+        if let given { snapshot = given } else { snapshot = try await read(mode: request.mode) }
         var request = request
         if request.probes == nil { request.probes = await probe(snapshot, request) }
         let inventory = inventory(snapshot, request)

@@ -6,6 +6,7 @@ import Prometheus
 import ServiceLifecycle
 import TSDNSConfig
 import TSDNSHTTP
+import TSDNSKubernetes
 import TSDNSCore
 import TSDNSRuntime
 import TSDNSTailscale
@@ -37,13 +38,15 @@ public final class Daemon: Sendable {
     /// - Parameters:
     ///   - signals: whether SIGTERM/SIGINT/SIGQUIT stop it (the CLI) or only `shutdown()` (tests).
     ///   - minimumGap: the least time between two event-triggered runs.
-    /// - Throws: `StateFileError` when `state.file` was written by a newer release.
+    /// - Throws: `StateFileError` when `state.file` was written by a newer release;
+    ///   `KubeconfigError` when a cluster's credentials cannot be resolved.
     public init(
         config: Config, tailnet: String, apiURL: String, credential: Credential,
         logger: Logger, signals: Bool = true, retry: RetryPolicy = RetryPolicy(),
         minimumGap: Duration = .milliseconds(200), maxRetryDelay: Duration = .seconds(3), maxPending: Int = 10_000,
         now: @escaping @Sendable () -> Date = Date.init,
         probeEndpoint: (@Sendable (IPAddress) -> (IPAddress, Int))? = nil,
+        kubernetesOptions: KubernetesClient.Options = KubernetesClient.Options(requestTimeout: .seconds(5)),
         onRun: (@Sendable (Plan) -> Void)? = nil
     ) throws {
         let registry = PrometheusCollectorRegistry()
@@ -55,7 +58,16 @@ public final class Daemon: Sendable {
             http: HTTPClient(options: HTTPClientOptions(totalTimeout: .seconds(5))), retry: retry, logger: logger,
             onResponse: { metrics.recordAPIResponse(api: "tailscale", code: $0) }
         )
-        let reconciler = Reconciler(client: client, config: config, tailnet: tailnet, logger: logger, now: now, probeEndpoint: probeEndpoint)
+        var clusters: [ClusterSource] = []
+        for (index, cluster) in config.clusters.enumerated() {
+            clusters.append(try ClusterSource.make(
+                cluster, index: index, logger: logger, options: kubernetesOptions,
+                onResponse: { metrics.recordAPIResponse(api: "kubernetes", code: $0) }
+            ))
+        }
+        let reconciler = Reconciler(
+            client: client, config: config, tailnet: tailnet, logger: logger, now: now, probeEndpoint: probeEndpoint, clusters: clusters
+        )
         let controller = try Controller(reconciler: reconciler, metrics: metrics, logger: logger, minimumGap: minimumGap, maxPending: maxPending, now: now, onRun: onRun)
         let listening = ListenSignal()
         var services: [any Service] = []

@@ -39,6 +39,9 @@ struct RPCHandler: Sendable {
             return RPCError(500, error.description).response
         } catch let error as ApplyError {
             return RPCError(503, error.description).response
+        } catch let error as ClusterReadError {
+            // A cluster could not be listed: like a failed tailnet read, nothing was written.
+            return RPCError(503, error.description).response
         } catch {
             logger.error("RPC request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             return RPCError(500, "\(error)").response
@@ -55,7 +58,8 @@ struct RPCHandler: Sendable {
         case "/readyz":
             try allow(method, .get, orHead: true)
             let readiness = await controller.readiness
-            let status = RPCWire.Status(readiness.ready ? "ready" : "not ready", error: readiness.ready ? nil : readiness.lastError ?? "the tailnet has not been read yet")
+            // Ready stays ready after a later failure (the loop retries), but says what failed.
+            let status = RPCWire.Status(readiness.ready ? "ready" : "not ready", error: readiness.ready ? readiness.lastError : readiness.lastError ?? "the tailnet has not been read yet")
             return encoded(readiness.ready ? 200 : 503, status)
         case "/metrics":
             try allow(method, .get, orHead: true)

@@ -1,3 +1,4 @@
+import COpenSSL
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -11,6 +12,8 @@ public struct ServerRequest: Sendable {
     /// Lower-cased header names.
     public var headers: [String: String]
     public var body: Data
+    /// Over TLS: the common name of a client certificate the server's CA verified.
+    public var clientCertificateName: String? = nil
 
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
 }
@@ -18,10 +21,10 @@ public struct ServerRequest: Sendable {
 /// Writes the chunks of a streaming response; `write` returns false once the client is gone
 /// or the server stops.
 public final class ChunkWriter: Sendable {
-    fileprivate let connection: Int32
+    fileprivate let connection: ServerConnection
     fileprivate let server: LoopbackHTTPServer
 
-    fileprivate init(connection: Int32, server: LoopbackHTTPServer) {
+    fileprivate init(connection: ServerConnection, server: LoopbackHTTPServer) {
         self.connection = connection
         self.server = server
     }
@@ -35,7 +38,7 @@ public final class ChunkWriter: Sendable {
         frame.append(contentsOf: Array("\r\n".utf8))
         frame.append(data)
         frame.append(contentsOf: Array("\r\n".utf8))
-        return sendAll(connection, frame)
+        return connection.sendAll(frame)
     }
 }
 
@@ -89,9 +92,12 @@ public final class LoopbackHTTPServer: Sendable {
     public let port: Int
     private let listener: Int32
     private let handler: Handler
+    private let tls: ServerTLS?
     private let state = Mutex<(running: Bool, connections: Set<Int32>)>((true, []))
 
-    public init(port requestedPort: Int = 0, handler: @escaping Handler) throws {
+    /// With `tls`, every connection is HTTPS (a real client such as kubectl sends
+    /// credentials only over TLS).
+    public init(port requestedPort: Int = 0, tls: ServerTLS? = nil, handler: @escaping Handler) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SimulatorError.socket("socket: \(String(cString: strerror(errno)))") }
         var yes: Int32 = 1
@@ -115,12 +121,13 @@ public final class LoopbackHTTPServer: Sendable {
         self.port = Int(UInt16(bigEndian: address.sin_port))
         self.listener = fd
         self.handler = handler
+        self.tls = tls
         let thread = Thread { [self] in acceptLoop() }
         thread.name = "loopback-http-accept"
         thread.start()
     }
 
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    public var baseURL: String { "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)" }
     public var isRunning: Bool { state.withLock { $0.running } }
 
     /// Stops accepting, and ends open connections (streams included).
@@ -167,10 +174,13 @@ public final class LoopbackHTTPServer: Sendable {
         }
     }
 
-    private func serve(_ connection: Int32) {
+    private func serve(_ descriptor: Int32) {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard let request = readRequest(connection) else { return }
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard let connection = ServerConnection(descriptor, tls: tls) else { return }
+        defer { connection.close() }
+        guard var request = readRequest(connection) else { return }
+        request.clientCertificateName = connection.peerName
         let response = handler(request)
         if let delay = response.delay {
             Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
@@ -183,21 +193,21 @@ public final class LoopbackHTTPServer: Sendable {
             head += "Content-Length: \(body.count)\r\n\r\n"
             var bytes = Data(head.utf8)
             bytes.append(response.fault == .truncateBody ? body.prefix(body.count / 2) : body)
-            _ = sendAll(connection, bytes)
+            _ = connection.sendAll(bytes)
         case .streaming(let produce):
             head += "Transfer-Encoding: chunked\r\n\r\n"
-            guard sendAll(connection, Data(head.utf8)) else { return }
+            guard connection.sendAll(Data(head.utf8)) else { return }
             produce(ChunkWriter(connection: connection, server: self))
-            _ = sendAll(connection, Data("0\r\n\r\n".utf8))
+            _ = connection.sendAll(Data("0\r\n\r\n".utf8))
         }
     }
 
-    private func readRequest(_ connection: Int32) -> ServerRequest? {
+    private func readRequest(_ connection: ServerConnection) -> ServerRequest? {
         var buffer = Data()
         let separator = Data("\r\n\r\n".utf8)
         var headerEnd: Range<Data.Index>?
         while headerEnd == nil {
-            guard let chunk = receive(connection), buffer.count < 1 << 20 else { return nil }
+            guard let chunk = connection.receive(), buffer.count < 1 << 20 else { return nil }
             buffer.append(chunk)
             headerEnd = buffer.range(of: separator)
         }
@@ -214,7 +224,7 @@ public final class LoopbackHTTPServer: Sendable {
         var body = Data(buffer[headerEnd.upperBound...])
         guard let expected = Int(headers["content-length"] ?? "0"), expected >= 0, expected <= 16 << 20 else { return nil }
         while body.count < expected {
-            guard let chunk = receive(connection) else { return nil }
+            guard let chunk = connection.receive() else { return nil }
             body.append(chunk)
         }
         let target = String(requestLine[1])
@@ -237,12 +247,6 @@ public final class LoopbackHTTPServer: Sendable {
         )
     }
 
-    private func receive(_ connection: Int32) -> Data? {
-        var bytes = [UInt8](repeating: 0, count: 65536)
-        let count = recv(connection, &bytes, bytes.count, 0)
-        guard count > 0 else { return nil }
-        return Data(bytes[0..<count])
-    }
 }
 
 public enum SimulatorError: Error, CustomStringConvertible {
@@ -254,19 +258,101 @@ public enum SimulatorError: Error, CustomStringConvertible {
     }
 }
 
-/// Sends everything or reports failure; MSG_NOSIGNAL so a closed peer is not a SIGPIPE.
-private func sendAll(_ connection: Int32, _ data: Data) -> Bool {
-    data.withUnsafeBytes { raw in
-        var offset = 0
-        while offset < raw.count {
-            let sent = send(connection, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-            if sent <= 0 {
-                if sent < 0 && errno == EINTR { continue }
-                return false
-            }
-            offset += sent
+/// A TLS server identity, and optionally the CA whose client certificates it accepts. The
+/// context is built once; every connection shares it.
+public final class ServerTLS: @unchecked Sendable {
+    fileprivate let context: OpaquePointer
+
+    public init(certificateChainFile: String, keyFile: String, clientCAFile: String? = nil) throws {
+        // SSL_write cannot pass MSG_NOSIGNAL: a client that hangs up must not kill the process.
+        signal(SIGPIPE, SIG_IGN)
+        guard let context = SSL_CTX_new(TLS_server_method()) else { throw SimulatorError.socket("SSL_CTX_new failed") }
+        self.context = context
+        guard SSL_CTX_use_certificate_chain_file(context, certificateChainFile) == 1 else {
+            throw SimulatorError.socket("cannot load the certificate \(certificateChainFile)")
         }
-        return true
+        guard SSL_CTX_use_PrivateKey_file(context, keyFile, SSL_FILETYPE_PEM) == 1 else {
+            throw SimulatorError.socket("cannot load the key \(keyFile)")
+        }
+        if let clientCAFile {
+            guard SSL_CTX_load_verify_locations(context, clientCAFile, nil) == 1 else {
+                throw SimulatorError.socket("cannot load the client CA \(clientCAFile)")
+            }
+            // Ask for a certificate but admit clients without one: they may bring a token.
+            SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
+        }
+    }
+
+    deinit { SSL_CTX_free(context) }
+}
+
+/// One accepted connection, plain or TLS.
+private final class ServerConnection: @unchecked Sendable {
+    let descriptor: Int32
+    private let ssl: OpaquePointer?
+    /// The verified client certificate's common name.
+    private(set) var peerName: String?
+
+    init?(_ descriptor: Int32, tls: ServerTLS?) {
+        self.descriptor = descriptor
+        guard let tls else {
+            ssl = nil
+            return
+        }
+        guard let ssl = SSL_new(tls.context) else { return nil }
+        self.ssl = ssl
+        SSL_set_fd(ssl, descriptor)
+        guard SSL_accept(ssl) == 1 else {
+            SSL_free(ssl)
+            return nil
+        }
+        if SSL_get_verify_result(ssl) == X509_V_OK, let certificate = SSL_get1_peer_certificate(ssl) {
+            defer { X509_free(certificate) }
+            var buffer = [CChar](repeating: 0, count: 256)
+            let length = X509_NAME_get_text_by_NID(X509_get_subject_name(certificate), NID_commonName, &buffer, Int32(buffer.count))
+            if length > 0 {
+                peerName = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        }
+    }
+
+    func close() {
+        guard let ssl else { return }
+        SSL_shutdown(ssl)
+        SSL_free(ssl)
+    }
+
+    func receive() -> Data? {
+        var bytes = [UInt8](repeating: 0, count: 65536)
+        let count: Int
+        if let ssl {
+            count = Int(SSL_read(ssl, &bytes, Int32(bytes.count)))
+        } else {
+            count = recv(descriptor, &bytes, bytes.count, 0)
+        }
+        guard count > 0 else { return nil }
+        return Data(bytes[0..<count])
+    }
+
+    /// Sends everything or reports failure; MSG_NOSIGNAL so a closed peer is not a SIGPIPE.
+    func sendAll(_ data: Data) -> Bool {
+        data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let sent: Int
+                if let ssl {
+                    sent = Int(SSL_write(ssl, raw.baseAddress! + offset, Int32(raw.count - offset)))
+                } else {
+                    sent = send(descriptor, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                }
+                if sent <= 0 {
+                    if sent < 0 && ssl == nil && errno == EINTR { continue }
+                    return false
+                }
+                offset += sent
+            }
+            return true
+        }
     }
 }
 

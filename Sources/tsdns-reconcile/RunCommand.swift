@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import TSDNSConfig
 import TSDNSCore
+import TSDNSKubernetes
 import TSDNSRuntime
 import TSDNSServer
 import TSDNSTailscale
@@ -74,7 +75,16 @@ struct RunCommand: AsyncParsableCommand {
             baseURL: resolved.apiURL, tailnet: resolved.tailnet, credential: resolved.credential!,
             logger: logger
         )
-        let reconciler = Reconciler(client: client, config: resolved.config, tailnet: resolved.tailnet, logger: logger)
+        let clusters: [ClusterSource]
+        do {
+            clusters = try resolved.config.clusters.enumerated().map { index, cluster throws(KubeconfigError) in
+                try ClusterSource.make(cluster, index: index, logger: logger)
+            }
+        } catch {
+            fail(error.description)
+            throw Exit.configError
+        }
+        let reconciler = Reconciler(client: client, config: resolved.config, tailnet: resolved.tailnet, logger: logger, clusters: clusters)
         let request = RunRequest(mode: .sync, dryRun: dryRun, failureThreshold: 1)
         let progress = WriteProgress()
         unblockStopSignals()

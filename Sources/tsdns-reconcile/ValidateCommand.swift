@@ -1,5 +1,6 @@
 import ArgumentParser
 import TSDNSConfig
+import TSDNSKubernetes
 
 struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +25,23 @@ struct ValidateCommand: AsyncParsableCommand {
             throw Exit.configError
         }
         for warning in resolved.warnings { printError("warning: \(warning)") }
+        // Kubeconfigs are checked as `run` and `watch` will read them. A cluster without
+        // one depends on where the program runs (a pod, $KUBECONFIG): only a warning here.
+        var failed = false
+        for (index, cluster) in resolved.config.clusters.enumerated() {
+            do {
+                let access = try ClusterAccess.resolve(cluster, key: "kubernetes.clusters[\(index)]")
+                for warning in access.warnings { printError("warning: \(warning)") }
+            } catch {
+                if cluster.kubeconfig == nil {
+                    printError("warning: \(error.description)")
+                } else {
+                    printError(error.description)
+                    failed = true
+                }
+            }
+        }
+        if failed { throw Exit.configError }
         print("config OK")
     }
 }

@@ -53,18 +53,12 @@ struct ConfigLoaderTests {
         #expect(errors(zero).first?.contains("larger than 64 KiB") == true, "\(errors(zero))")
     }
 
-    @Test func unsourcedRemoveIsRefusedWhileClustersCannotBeRead() throws {
+    @Test func pullModeWithUnsourcedRemoveLoadsWithoutWarnings() throws {
         defer { try? FileManager.default.removeItem(at: directory) }
-        let config = try file("remove.yaml", "resolvers:\n  unsourced: remove\nkubernetes:\n  clusters:\n    - name: prod\n")
-        #expect(errors(config).contains { $0.contains("resolvers.unsourced: remove needs pull mode") }, "\(errors(config))")
-    }
-
-    @Test func pullModeIsAnnouncedAsNotAvailableYet() throws {
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let config = try file("k8s.yaml", "kubernetes:\n  clusters:\n    - name: prod\n")
+        let config = try file("k8s.yaml", "resolvers:\n  unsourced: remove\nkubernetes:\n  clusters:\n    - name: prod\n")
         let resolved = try ConfigLoader(environment: ["TAILSCALE_API_KEY": "tskey-test"]).load(path: config, for: .reconcile)
-        #expect(resolved.warnings.count == 1)
-        #expect(resolved.warnings.first?.contains("kubernetes.clusters") == true)
-        #expect(resolved.warnings.first?.contains("not available") == true)
+        #expect(resolved.warnings.isEmpty)
+        #expect(resolved.config.resolvers.unsourced == .remove)
+        #expect(resolved.config.clusters.map(\.name) == ["prod"])
     }
 }
