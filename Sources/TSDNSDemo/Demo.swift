@@ -9,7 +9,7 @@ import TSDNSSimulator
 
 /// `tsdns-reconcile demo`: the real loop, with its RPC listener, against a simulated tailnet,
 /// and a story a newcomer can follow: a resolver dies, a new one joins, a source set's member
-/// waits for its node, a resolver whose DNS server stops answering leaves and comes back, an
+/// waits for its node, a cluster's annotated Service is picked up, a resolver whose DNS server stops answering leaves and comes back, an
 /// RPC remove keeps a node out. Every wait is for something the loop does.
 public struct Demo: Sendable {
     public var write: @Sendable (String) -> Void
@@ -32,12 +32,13 @@ public struct Demo: Sendable {
         let prod2 = SimulatedDevices.device(2, hostname: "dns-prod-2")
         let prod3 = SimulatedDevices.device(3, hostname: "dns-prod-3")
         let coredns = SimulatedDevices.device(10, hostname: "coredns-prod", tags: nil)
+        let unbound = SimulatedDevices.device(11, hostname: "dns-unbound", tags: nil)
         tailnet.setDevices([prod1, prod2, SimulatedDevices.device(20, hostname: "laptop", tags: nil)])
         tailnet.setNameservers(["1.1.1.1", prod1.addresses[0], prod2.addresses[0]])
 
         // Every resolver answers DNS on a local port of its own; the probe is pointed there.
         var resolvers: [IPAddress: SimulatedResolver] = [:]
-        for device in [prod1, prod2, prod3, coredns] {
+        for device in [prod1, prod2, prod3, coredns, unbound] {
             resolvers[IPAddress(device.addresses[0])!] = try SimulatedResolver.start()
         }
         defer { resolvers.values.forEach { $0.stop() } }
@@ -51,6 +52,20 @@ public struct Demo: Sendable {
         config.sync.interval = .seconds(3)
         config.sync.pendingTTL = .seconds(30)
         config.rpc.listen = "127.0.0.1:0"
+
+        // A cluster the loop reads itself (pull mode), reached as through a local `kubectl proxy`.
+        let cluster = try SimulatedCluster()
+        defer { cluster.stop() }
+        cluster.allowAnonymous()
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("tsdns-demo-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let kubeconfig = scratch.appendingPathComponent("staging.kubeconfig")
+        try cluster.kubeconfig(user: [], context: "staging").write(to: kubeconfig, atomically: true, encoding: .utf8)
+        var staging = Config.Cluster(name: "staging")
+        staging.kubeconfig = kubeconfig.path
+        staging.namespace = "dns"
+        config.clusters = [staging]
         let write = self.write
         // What the loop reported: the story moves on once the operator has seen it.
         let reported = Mutex<[String]>([])
@@ -78,6 +93,7 @@ public struct Demo: Sendable {
         A simulated tailnet serves the Tailscale API on \(tailnet.baseURL); the real loop runs
         against it with a healthcheck every 1s and a sync every 3s, sends every resolver a DNS
         query (healthcheck.probe: dns), and its RPC API listens on http://127.0.0.1:\(port).
+        Every sync also lists the annotated Services of a simulated cluster, staging (\(cluster.baseURL)).
         Global nameservers: \(tailnet.nameservers.joined(separator: ", "))
 
 
@@ -120,7 +136,14 @@ public struct Demo: Sendable {
             guard try await until("coredns-prod is added", { listed(coredns) && seen("+ \(coredns.addresses[0])") }) else { break story }
             show("   → pending for as long as the set names it, then added.\n")
 
-            show("4. dns-prod-3's DNS server stops answering; its node stays connected to the control plane.")
+            show("4. In the staging cluster, the Service dns/unbound is created with tailscale.com/tags: \"tag:k8s,tag:dns\";")
+            show("   its proxy's device, dns-unbound, is in the tailnet (no resolver tag of its own).")
+            tailnet.addDevice(unbound)
+            cluster.apply(.tailscale(namespace: "dns", name: "unbound", hostname: "dns-unbound"))
+            guard try await until("dns-unbound is added", { listed(unbound) && seen("+ \(unbound.addresses[0])") }) else { break story }
+            show("   → added by the next sync, which lists the cluster (pull mode): kubernetes:staging/dns/unbound.\n")
+
+            show("5. dns-prod-3's DNS server stops answering; its node stays connected to the control plane.")
             resolvers[IPAddress(prod3.addresses[0])!]?.answering = false
             guard try await until("dns-prod-3 is removed", { !listed(prod3) && seen("- \(prod3.addresses[0])") }) else { break story }
             show("   → removed by the next healthcheck: dns probe: timeout after 300ms.")
@@ -129,7 +152,7 @@ public struct Demo: Sendable {
             guard try await until("dns-prod-3 is back", { listed(prod3) }) else { break story }
             show("   → listed again by the next sync.\n")
 
-            show("5. An operator takes dns-prod-1 out: DELETE /v1/resolvers/dns-prod-1")
+            show("6. An operator takes dns-prod-1 out: DELETE /v1/resolvers/dns-prod-1")
             let removed = try await rpc.call("DELETE", "/v1/resolvers/dns-prod-1")
             show("   → HTTP \(removed.status); it stays excluded until re-added, gone, or sync.exclusionTTL.\n")
 

@@ -79,6 +79,8 @@ public final class SimulatedCluster: Sendable {
         var historyLimit: Int
         var tokens: Set<String>
         var certificateNames: Set<String> = []
+        /// Like a `kubectl proxy`: every request is admitted without credentials.
+        var anonymous = false
         /// Bumped to expire every `continue` token issued so far.
         var continueEpoch = 0
         /// Bumped to end every open watch.
@@ -133,6 +135,8 @@ public final class SimulatedCluster: Sendable {
     public var openWatches: Int { state.withLock { $0.openWatches } }
     public var resourceVersion: String { state.withLock { String($0.revision) } }
 
+    /// Admits requests without credentials, as a local `kubectl proxy` does.
+    public func allowAnonymous() { state.withLock { $0.anonymous = true } }
     public func acceptToken(_ token: String) { state.withLock { _ = $0.tokens.insert(token) } }
     public func revokeToken(_ token: String) { state.withLock { _ = $0.tokens.remove(token) } }
     /// Client certificates with this common name (verified against the server's client CA) are admitted.
@@ -242,6 +246,7 @@ public final class SimulatedCluster: Sendable {
 
     private func route(_ request: ServerRequest) -> ServerResponse {
         let authorized = state.withLock { state -> Bool in
+            if state.anonymous { return true }
             if let name = request.clientCertificateName, state.certificateNames.contains(name) { return true }
             guard let header = request.header("Authorization"), header.hasPrefix("Bearer ") else { return false }
             return state.tokens.contains(String(header.dropFirst(7)))

@@ -68,6 +68,8 @@ func onceBenchmark(binary: String) throws {
     print(String(format: "run --once (idle):     wall %.3f s, peak RSS %.1f MiB, exit %d", idle.seconds, Double(idle.peakRSSKiB) / 1024, idle.status))
     print("  API requests: \(requests.count) total = \(devicesGETs) devices GET + \(listGETs) nameserver-list GET + \(tailnet.mutatingRequests.count) writes")
 
+    try pullModeBenchmark(binary: binary, tailnet: tailnet, directory: directory, keyFile: keyFile, baseline: idle.seconds)
+
     // One resolver goes down: a run with a real change, for comparison.
     tailnet.updateDevice(nodeId: devices[0].nodeId) { $0.connectedToControl = false }
     tailnet.clearLog()
@@ -75,4 +77,47 @@ func onceBenchmark(binary: String) throws {
     print(String(format: "run --once (1 removal): wall %.3f s, peak RSS %.1f MiB, exit %d, %d requests (%d writes)",
                  changed.seconds, Double(changed.peakRSSKiB) / 1024, changed.status, tailnet.requests.count, tailnet.mutatingRequests.count))
     tailnet.stop()
+}
+
+/// Pull mode: an idle `run --once` that also lists two clusters of 500 Services each (10
+/// annotated per cluster, naming listed resolvers; the rest other apps' Services).
+func pullModeBenchmark(binary: String, tailnet: SimulatedTailnet, directory: URL, keyFile: URL, baseline: Double) throws {
+    let clusters = try (0..<2).map { _ in try SimulatedCluster() }
+    defer { clusters.forEach { $0.stop() } }
+    var clusterYAML = "kubernetes:\n  clusters:\n"
+    for (index, cluster) in clusters.enumerated() {
+        let name = index == 0 ? "prod" : "staging"
+        for n in 0..<500 {
+            let resolver = n < 10
+            cluster.apply(.tailscale(
+                namespace: "dns", name: "svc-\(n)", annotation: ("tailscale.com/tags", resolver ? "tag:k8s,tag:dns" : "tag:k8s"),
+                hostname: resolver ? "dns-\(index * 10 + n + 1)" : "app-\(name)-\(n)"
+            ))
+        }
+        let kubeconfig = directory.appendingPathComponent("\(name).kubeconfig")
+        try cluster.kubeconfig(user: [("token", cluster.token)], context: name).write(to: kubeconfig, atomically: true, encoding: .utf8)
+        clusterYAML += "    - name: \(name)\n      kubeconfig: \(kubeconfig.path)\n      namespace: dns\n"
+    }
+    let config = directory.appendingPathComponent("pull.yaml")
+    try """
+    tailscale:
+      apiURL: \(tailnet.baseURL)
+      apiKeyFile: \(keyFile.path)
+    \(clusterYAML)
+    """.write(to: config, atomically: true, encoding: .utf8)
+    _ = measure(binary, ["run", "--once", "--config", config.path, "--log-level", "error"])
+    var walls: [Double] = []
+    var requests: (tailscale: Int, kubernetes: Int, writes: Int) = (0, 0, 0)
+    var status: Int32 = 0
+    for _ in 0..<5 {
+        tailnet.clearLog()
+        clusters.forEach { $0.clearRequests() }
+        let run = measure(binary, ["run", "--once", "--config", config.path, "--log-level", "error"])
+        walls.append(run.seconds)
+        status = run.status
+        requests = (tailnet.requests.count, clusters.reduce(0) { $0 + $1.requests.count }, tailnet.mutatingRequests.count)
+    }
+    print(String(format: "run --once, pull mode (2 clusters × 500 Services, idle): wall median %.3f s (min %.3f, max %.3f; %+.3f s over no clusters), exit %d",
+                 median(walls), walls.min()!, walls.max()!, median(walls) - baseline, status))
+    print("  API requests: \(requests.tailscale) Tailscale + \(requests.kubernetes) Kubernetes LISTs (one page of 500 per cluster), \(requests.writes) writes")
 }
