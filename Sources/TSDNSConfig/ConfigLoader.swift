@@ -40,6 +40,8 @@ public struct ConfigLoader: Sendable {
         /// `validate`: credentials are required unless the file is written for `watch`
         /// (it sets `watch.server`), which needs none.
         case validate
+        /// `watch`: needs no Tailscale credentials, only the `kubernetes` and `watch` keys.
+        case watch
     }
 
     public func load(path: String, for purpose: Purpose) throws(ConfigError) -> ResolvedConfig {
@@ -77,12 +79,14 @@ public struct ConfigLoader: Sendable {
             }
         }
         let warnings: [String] = []
-        let needsCredential = purpose == .reconcile || config.watch.server == nil
+        let needsCredential = purpose == .reconcile || (purpose == .validate && config.watch.server == nil)
         var credential: Credential?
-        do {
-            credential = try resolveCredential(parsed)
-        } catch {
-            if needsCredential || error.isFromFile { issues.append(error.issue) }
+        if purpose != .watch {
+            do {
+                credential = try resolveCredential(parsed)
+            } catch {
+                if needsCredential || error.isFromFile { issues.append(error.issue) }
+            }
         }
         if needsCredential && credential == nil && issues.isEmpty {
             issues.append(parsed.issue(

@@ -138,7 +138,15 @@ enum ChildProcess {
         }
         var pid: pid_t = 0
         // posix_spawnp: a bare command name is looked up in PATH, as client-go does.
-        let spawned = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+        var spawned = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+        // ETXTBSY: a plugin file just written may still be open for writing in a child that
+        // another thread forked meanwhile; that passes in moments (Go retries the same way).
+        var busyRetries = 0
+        while spawned == ETXTBSY && busyRetries < 50 {
+            busyRetries += 1
+            usleep(10_000)
+            spawned = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+        }
         close(out[1])
         close(err[1])
         defer {

@@ -120,6 +120,50 @@ public final class KubernetesClient: Sendable {
         return (items, resourceVersion)
     }
 
+    /// Opens a WATCH of Services from `resourceVersion` with bookmarks; the events arrive as
+    /// the server sends them. The transfer's own limit sits just above `timeoutSeconds`, and
+    /// there is no low-speed limit: an idle watch (bookmarks come about once a minute) must
+    /// not be cut. An answer other than 200 is thrown before any event (a 401 also makes the
+    /// next request fetch its credential again).
+    public func watchServices(
+        namespace: String?, resourceVersion: String, timeoutSeconds: Int, maxEventSize: Int = 4 << 20
+    ) async throws -> AsyncThrowingStream<WatchEvent, Error> {
+        let collection = namespace.flatMap { $0.isEmpty ? nil : $0 }.map { "/api/v1/namespaces/\(Self.escape($0))/services" } ?? "/api/v1/services"
+        let path = "\(collection)?allowWatchBookmarks=true&resourceVersion=\(Self.escape(resourceVersion))&timeoutSeconds=\(timeoutSeconds)&watch=1"
+        let credential = try await currentCredential()
+        var options = access.httpOptions(timeout: .seconds(timeoutSeconds + 30), maxBodySize: options.maxBodySize).0
+        if let certificate = credential.clientCertificatePEM, let key = credential.clientKeyPEM {
+            options.tls.clientCertificatePEM = certificate
+            options.tls.clientKeyPEM = key
+        }
+        var headers = [HTTPHeader("Accept", "application/json"), HTTPHeader("User-Agent", "tsdns-reconcile")]
+        if let bearer = credential.bearer { headers.append(HTTPHeader("Authorization", "Bearer \(bearer)")) }
+        let head: HTTPResponseHead
+        let chunks: AsyncThrowingStream<Data, Error>
+        do {
+            (head, chunks) = try await HTTPClient(options: options).stream(HTTPRequest(method: "GET", url: baseURL + path, headers: headers))
+        } catch let error as HTTPClientError {
+            onResponse?("error")
+            switch error {
+            case .transport(_, let message, let timedOut): throw KubernetesError.transport(message, timedOut: timedOut)
+            case .bodyTooLarge(_, let limit): throw KubernetesError.malformed("GET \(path): larger than \(limit >> 20) MiB")
+            case .cancelled: throw CancellationError()
+            }
+        }
+        onResponse?(String(head.status))
+        guard head.status == 200 else {
+            var body = Data()
+            for try await chunk in chunks {
+                body.append(chunk)
+                if body.count > 64 << 10 { break }
+            }
+            if head.status == 401 { credentials.invalidate() }
+            throw Self.statusError(HTTPResponse(head: head, body: body))
+        }
+        let reader = WatchReader(chunks: chunks, maxEventSize: maxEventSize)
+        return AsyncThrowingStream(unfolding: { try await reader.next() })
+    }
+
     /// An authenticated GET of one API path, retried on 429, 5xx and no answer.
     public func get(_ path: String) async throws -> HTTPResponse {
         try await send(method: "GET", path: path, body: nil)
@@ -248,4 +292,32 @@ struct StatusBody: Decodable {
     var reason: String?
     var code: Int?
     var details: Details?
+}
+
+/// Turns a watch body's chunks into events, one at a time, for the consumer's own task (no
+/// task of its own). Only the stream's single consumer calls `next()`.
+private final class WatchReader: @unchecked Sendable {
+    private var chunks: AsyncThrowingStream<Data, Error>.AsyncIterator
+    private var framer: JSONObjectFramer
+    private var ready: [Data] = []
+
+    init(chunks: AsyncThrowingStream<Data, Error>, maxEventSize: Int) {
+        self.chunks = chunks.makeAsyncIterator()
+        framer = JSONObjectFramer(maxObjectSize: maxEventSize)
+    }
+
+    func next() async throws -> WatchEvent? {
+        while ready.isEmpty {
+            let chunk: Data?
+            do {
+                chunk = try await chunks.next()
+            } catch let error as HTTPClientError {
+                if case .transport(_, let message, let timedOut) = error { throw KubernetesError.transport(message, timedOut: timedOut) }
+                throw CancellationError()
+            }
+            guard let chunk else { return nil }
+            ready = try framer.append(chunk)
+        }
+        return try WatchEvent.decode(ready.removeFirst())
+    }
 }

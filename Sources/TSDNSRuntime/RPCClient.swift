@@ -10,14 +10,16 @@ public struct RPCClient: Sendable {
     private let token: String?
     private let http: HTTPClient
 
-    public init(server: String, token: String?, timeout: Duration = .seconds(120)) {
+    /// `proxy`: send through this proxy (`socks5h://`, `http://`); nil: the proxy
+    /// environment variables, as curl reads them.
+    public init(server: String, token: String?, timeout: Duration = .seconds(120), proxy: String? = nil) {
         var base = server
         while base.hasSuffix("/") { base.removeLast() }
         // `127.0.0.1:8053` means the loop's own plain-HTTP listener, not https.
         if !base.contains("://") { base = "http://" + base }
         self.server = base
         self.token = token
-        self.http = HTTPClient(options: HTTPClientOptions(totalTimeout: timeout))
+        self.http = HTTPClient(options: HTTPClientOptions(totalTimeout: timeout, proxy: proxy))
     }
 
     public struct Answer: Sendable {

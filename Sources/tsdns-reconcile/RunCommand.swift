@@ -135,15 +135,6 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
-    /// A parent (a container runtime, a test harness) may have left the stop signals
-    /// blocked; the graceful stop depends on receiving them.
-    private func unblockStopSignals() {
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT] { sigaddset(&signals, signal) }
-        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
-    }
-
     /// The long-running loop: until SIGTERM/SIGINT/SIGQUIT, then exit 0. SIGHUP is logged
     /// and ignored (a config reload is not supported).
     private func runLoop(_ resolved: ResolvedConfig, logger: Logger) async throws {

@@ -6,7 +6,7 @@ struct TSDNSReconcile: AsyncParsableCommand {
         commandName: "tsdns-reconcile",
         abstract: "Keeps a tailnet's DNS nameserver lists equal to its healthy resolver nodes.",
         version: "tsdns-reconcile \(TSDNSReconcile.version)",
-        subcommands: [RunCommand.self, ValidateCommand.self, CtlCommand.self, DemoCommand.self]
+        subcommands: [RunCommand.self, WatchCommand.self, ValidateCommand.self, CtlCommand.self, DemoCommand.self]
     )
 
     /// The release; `make release VERSION=...` does not change it: it is edited on release.

@@ -146,9 +146,10 @@ struct Microsocks {
     let process: Spawned
     let port: Int
 
-    static func start(user: String? = nil, password: String? = nil) async throws -> Microsocks {
+    /// `log`: a file for what it prints on stderr (one `connected to HOST:PORT` per connection).
+    static func start(user: String? = nil, password: String? = nil, log: String? = nil) async throws -> Microsocks {
         let port = try freePort()
-        let process = try Spawned(["/usr/bin/microsocks", "-i", "127.0.0.1", "-p", "\(port)"] + (user.map { ["-u", $0, "-P", password ?? ""] } ?? []))
+        let process = try Spawned(["/usr/bin/microsocks", "-i", "127.0.0.1", "-p", "\(port)"] + (user.map { ["-u", $0, "-P", password ?? ""] } ?? []), stderr: log)
         // Listening once a TCP connect succeeds.
         try await eventually("microsocks listens") {
             guard let probe = try? RawConnection(port: port) else { return false }

@@ -12,12 +12,17 @@ final class RunningBinary: @unchecked Sendable {
 
     var stdoutPath: String { directory.appendingPathComponent("stdout").path }
 
-    init(config: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// The line that announces the listener and its `address=`.
+    private let listenerLine: String
+
+    /// `command`: `run` (the loop) or `watch`.
+    init(config: String, command: String = "run", arguments: [String] = [], environment: [String: String] = [:]) throws {
+        listenerLine = command == "watch" ? "watch listener ready" : "RPC listener ready"
         directory = try scratchDirectory()
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Binary.path)
-        process.arguments = ["run", "--config", config, "--log-level", "debug"] + arguments
+        process.arguments = [command, "--config", config, "--log-level", "debug"] + arguments
         process.environment = ["PATH": "/usr/bin:/bin", "HOME": directory.path].merging(environment) { $1 }
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -33,8 +38,8 @@ final class RunningBinary: @unchecked Sendable {
 
     func start() async throws {
         try process.run()
-        try await eventually("the RPC listener is ready") {
-            guard let line = self.log.split(separator: "\n").first(where: { $0.contains("RPC listener ready") }),
+        try await eventually("the listener is ready") {
+            guard let line = self.log.split(separator: "\n").first(where: { $0.contains(self.listenerLine) }),
                   let range = line.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return false }
             port = Int(line[range].split(separator: ":").last!)!
             return true

@@ -13,13 +13,13 @@ final class Spawned: @unchecked Sendable {
     let pid: pid_t
     private var reaped = false
 
-    /// `stdout`: a file for the child's standard output (else /dev/null).
-    init(_ arguments: [String], stdout: String? = nil) throws {
+    /// `stdout`, `stderr`: files for the child's output (else /dev/null).
+    init(_ arguments: [String], stdout: String? = nil, stderr: String? = nil) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, stdout ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
