@@ -68,6 +68,9 @@ public actor Controller {
     private var lastHealthcheck: Date?
     private var everRead = false
     private var lastError: Error?
+    /// The mode whose run failed last: a healthcheck that succeeds says nothing about a
+    /// sync's failure (it reads no cluster), so it does not clear one.
+    private var lastErrorMode: RunMode?
 
     private var scheduler: RunScheduler<CheckedContinuation<Plan, Error>, ContinuousClock.Instant>
     private let wake = WakeSignal()
@@ -215,7 +218,10 @@ public actor Controller {
             state.settleWithdrawals(before: withdrawnBefore, sources: result.inventory.sources, listed: listed)
             persist()
         }
-        lastError = nil
+        if mode == .sync || lastErrorMode != .sync {
+            lastError = nil
+            lastErrorMode = nil
+        }
         last = result
         let finished = now()
         if mode == .sync { lastSync = finished }
@@ -276,8 +282,15 @@ public actor Controller {
     private func record(_ error: Error, mode: RunMode) {
         metrics.recordFailure(mode: mode)
         lastError = error
+        lastErrorMode = mode
         if let apiError = error as? TailscaleAPIError, apiError.isCredentialRejected {
             logger.error("the Tailscale API rejects the credential; fix it — nothing is written meanwhile", metadata: ["error": "\(apiError)"])
+            return
+        }
+        if let clusterError = error as? ClusterReadError, clusterError.isCredentialRejected {
+            logger.error("a Kubernetes cluster rejects the credentials; fix them — nothing is written meanwhile", metadata: [
+                "cluster": "\(clusterError.cluster)", "error": "\(clusterError.underlying)",
+            ])
             return
         }
         if case ApplyError.outcomeUnknown = error {

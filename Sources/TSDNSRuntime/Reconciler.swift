@@ -24,6 +24,15 @@ public struct ClusterReadError: Error, CustomStringConvertible {
     public var cluster: String
     public var underlying: Error
     public var description: String { "kubernetes cluster \(cluster): \(underlying)" }
+
+    /// 401, 403 or no credential to be had (a failing plugin): an operator must act.
+    public var isCredentialRejected: Bool {
+        switch underlying as? KubernetesError {
+        case .status(let code, _, _, _)?: return code == 401 || code == 403
+        case .credential?: return true
+        default: return false
+        }
+    }
 }
 
 /// One reconcile run's inputs beyond the config.

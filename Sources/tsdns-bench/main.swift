@@ -3,14 +3,17 @@
 //   tsdns-bench [BINARY]                          one-shot runs against 10,000 devices
 //   tsdns-bench loop [BINARY] [MINUTES] [RPS]     the loop under RPC load: RSS and latency
 //   tsdns-bench probe                             a healthcheck's DNS probes (needs dnsmasq)
+//   tsdns-bench watch [BINARY]                    Service created → nameserver write, run + watch
 import Foundation
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-let mode = ["loop", "probe"].contains(arguments.first ?? "") ? arguments.removeFirst() : "once"
+let mode = ["loop", "probe", "watch"].contains(arguments.first ?? "") ? arguments.removeFirst() : "once"
 let binary = arguments.first
     ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tsdns-reconcile").path
 if mode == "probe" {
     try await probeBenchmark()
+} else if mode == "watch" {
+    try await watchBenchmark(binary: binary)
 } else if mode == "loop" {
     let minutes = arguments.count > 1 ? Double(arguments[1]) ?? 10 : 10
     let rate = arguments.count > 2 ? Int(arguments[2]) ?? 10 : 10

@@ -155,6 +155,15 @@ struct PullModeTests {
         #expect(lab.tailnet.nameservers == ["1.1.1.1", "100.64.0.1", "100.64.0.11", "100.64.0.12"])
     }
 
+    @Test func rejectedClusterCredentialsAreTheOperatorsToFix() {
+        let status = { (code: Int) in KubernetesError.status(code: code, reason: "", message: "", retryAfter: nil) }
+        #expect(ClusterReadError(cluster: "prod", underlying: status(401)).isCredentialRejected)
+        #expect(ClusterReadError(cluster: "prod", underlying: status(403)).isCredentialRejected)
+        #expect(ClusterReadError(cluster: "prod", underlying: KubernetesError.credential("plugin failed")).isCredentialRejected)
+        #expect(!ClusterReadError(cluster: "prod", underlying: status(500)).isCredentialRejected)
+        #expect(!ClusterReadError(cluster: "prod", underlying: KubernetesError.transport("refused", timedOut: false)).isCredentialRejected)
+    }
+
     @Test func aServiceBeingDeletedCountsAsGone() async throws {
         let lab = try PullModeLab.make()
         defer { lab.stop() }
@@ -233,6 +242,13 @@ struct PullModeProcessTests {
         let ready = try await loop.request("GET", "/readyz")
         #expect((ready.json["error"] as? String)?.contains("kubernetes cluster prod") == true, "\(ready.json)")
         #expect(metricValue(try await loop.metrics(), #"tsdns_api_requests_total{api="kubernetes",code="403"}"#) >= 1)
+        // A healthcheck reads no cluster: its success says nothing of the failing sync.
+        #expect(try await loop.request("POST", "/v1/healthcheck").status == 200)
+        #expect((try await loop.request("GET", "/readyz").json["error"] as? String)?.contains("kubernetes cluster prod") == true)
+        // The cluster answers again: the next sync clears it.
+        lab.cluster.clearFaults()
+        #expect(try await loop.request("POST", "/v1/sync").status == 200)
+        #expect(try await loop.request("GET", "/readyz").json["error"] == nil)
         try await loop.stop()
     }
 }
