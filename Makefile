@@ -4,7 +4,8 @@ SWIFT ?= swift
 # openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint).
 APT_PACKAGES := libcurl4-openssl-dev libssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc
 
-.PHONY: deps build test demo bench bench-loop fuzz release clean
+.PHONY: deps build test check-ship demo bench bench-loop fuzz release static install clean
+PREFIX ?= /usr/local
 
 # Installs the Debian packages the build needs, if missing (needs root or sudo).
 deps:
@@ -21,12 +22,31 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) check-ship
+
+# What ships, checked offline: the static binary needs only the base system and libcurl;
+# deploy/ renders and validates, yamllint, the dashboard and alerts query exported series,
+# the Dockerfile lints, the systemd unit verifies.
+check-ship:
+	scripts/check-static.sh
+	scripts/capture-metrics.sh .build/debug/tsdns-reconcile .build/metrics.txt
+	TSDNS_BIN=.build/debug/tsdns-reconcile scripts/check-ship.sh .build/metrics.txt
 
 demo: build
 	.build/debug/tsdns-reconcile demo
 
 release: deps
 	$(SWIFT) build -c release
+
+# The binary the container image ships: the Swift runtime linked in (own scratch path,
+# so it does not overwrite .build/release).
+static: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product tsdns-reconcile
+
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 .build/release/tsdns-reconcile $(DESTDIR)$(PREFIX)/bin/tsdns-reconcile
+	install -m 0644 man/tsdns-reconcile.1 $(DESTDIR)$(PREFIX)/share/man/man1/tsdns-reconcile.1
 
 # Benchmarks measure the release binary; they are not tests.
 MINUTES ?= 1

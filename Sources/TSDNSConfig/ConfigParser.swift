@@ -61,6 +61,40 @@ public struct ParsedConfig: Sendable {
     }
 }
 
+/// Every key of the config file, by section: what the parser accepts, and so what the
+/// README and the man page must document (a test compares them).
+public enum ConfigKeys {
+    public static let sections: [(section: String, keys: [String])] = [
+        ("", ["tailscale", "resolvers", "healthcheck", "sync", "safety", "kubernetes", "rpc", "state", "watch"]),
+        ("tailscale", ["tailnet", "apiURL", "apiKeyFile", "oauth"]),
+        ("tailscale.oauth", ["clientID", "clientSecretFile"]),
+        ("resolvers", ["tags", "addressFamily", "target", "unsourced"]),
+        ("resolvers.target", ["global", "splitDNS"]),
+        ("healthcheck", ["interval", "staleAfter", "failureThreshold", "successThreshold", "probe", "dns"]),
+        ("healthcheck.dns", ["name", "type", "port", "timeout", "transport", "proxy", "concurrency"]),
+        ("sync", ["interval", "pendingTTL", "exclusionTTL"]),
+        ("safety", ["minResolvers", "maxRemovals", "protect"]),
+        ("kubernetes", ["clusters"]),
+        ("kubernetes.clusters[]", ["name", "kubeconfig", "context", "namespace", "annotation"]),
+        ("rpc", ["listen", "tokenFile", "allowedHosts", "maxConnections"]),
+        ("state", ["file"]),
+        ("watch", ["cluster", "server", "tokenFile", "resyncInterval", "proxy", "listen"]),
+    ]
+
+    public static func keys(of section: String) -> [String] {
+        sections.first { $0.section == section }?.keys ?? []
+    }
+
+    /// The full paths of the keys that hold values (`healthcheck.dns.timeout`,
+    /// `kubernetes.clusters[].name`), not of the sections.
+    public static var leaves: [String] {
+        let sectionNames = Set(sections.map(\.section))
+        return sections.flatMap { section in
+            section.keys.map { section.section.isEmpty ? $0 : "\(section.section).\($0)" }
+        }.filter { !sectionNames.contains($0) && !sectionNames.contains($0 + "[]") }
+    }
+}
+
 extension ConfigIssue {
     /// A YAML syntax error with its line (also for other YAML files: kubeconfigs).
     public static func yaml(_ error: YamlError, file: String) -> ConfigIssue {
@@ -245,7 +279,7 @@ private final class Reader {
     // MARK: Sections
 
     func decode(_ root: Node, into config: inout Config) {
-        guard let top = mapping(root, "", allowed: ["tailscale", "resolvers", "healthcheck", "sync", "safety", "kubernetes", "rpc", "state", "watch"]) else { return }
+        guard let top = mapping(root, "", allowed: ConfigKeys.keys(of: "")) else { return }
         if let node = top["tailscale"] { decodeTailscale(node, &config.tailscale) }
         if let node = top["resolvers"] { decodeResolvers(node, &config.resolvers) }
         if let node = top["healthcheck"] { decodeHealthcheck(node, &config.healthcheck) }
@@ -253,14 +287,14 @@ private final class Reader {
         if let node = top["safety"] { decodeSafety(node, &config.safety) }
         if let node = top["kubernetes"] { decodeKubernetes(node, &config.clusters) }
         if let node = top["rpc"] { decodeRPC(node, &config.rpc) }
-        if let node = top["state"], let keys = mapping(node, "state", allowed: ["file"]) {
+        if let node = top["state"], let keys = mapping(node, "state", allowed: ConfigKeys.keys(of: "state")) {
             if let node = keys["file"], let value = boundedString(node, "state.file"), !value.isEmpty { config.state.file = value }
         }
         if let node = top["watch"] { decodeWatch(node, &config.watch, clusters: config.clusters) }
     }
 
     func decodeTailscale(_ node: Node, _ settings: inout Config.Tailscale) {
-        guard let keys = mapping(node, "tailscale", allowed: ["tailnet", "apiURL", "apiKeyFile", "oauth"]) else { return }
+        guard let keys = mapping(node, "tailscale", allowed: ConfigKeys.keys(of: "tailscale")) else { return }
         if let node = keys["tailnet"], let value = string(node, "tailscale.tailnet") {
             if value.isEmpty { fail(node, "tailscale.tailnet", "must not be empty (\"-\" means the credential's own tailnet)") }
             else { settings.tailnet = value }
@@ -269,7 +303,7 @@ private final class Reader {
             if isHTTPURL(value) { settings.apiURL = value } else { fail(node, "tailscale.apiURL", "\(Self.quote(value)) is not an http(s) URL") }
         }
         if let node = keys["apiKeyFile"], let value = nonEmptyPath(node, "tailscale.apiKeyFile") { settings.apiKeyFile = value }
-        if let node = keys["oauth"], let oauth = mapping(node, "tailscale.oauth", allowed: ["clientID", "clientSecretFile"]) {
+        if let node = keys["oauth"], let oauth = mapping(node, "tailscale.oauth", allowed: ConfigKeys.keys(of: "tailscale.oauth")) {
             var result = Config.OAuth()
             if let node = oauth["clientID"], let value = string(node, "tailscale.oauth.clientID") { result.clientID = value }
             if let node = oauth["clientSecretFile"], let value = nonEmptyPath(node, "tailscale.oauth.clientSecretFile") {
@@ -283,7 +317,7 @@ private final class Reader {
     }
 
     func decodeResolvers(_ node: Node, _ settings: inout Config.Resolvers) {
-        guard let keys = mapping(node, "resolvers", allowed: ["tags", "addressFamily", "target", "unsourced"]) else { return }
+        guard let keys = mapping(node, "resolvers", allowed: ConfigKeys.keys(of: "resolvers")) else { return }
         if let node = keys["unsourced"], let value = choice(node, "resolvers.unsourced", Unsourced.self) { settings.unsourced = value }
         if let node = keys["tags"], let tags = strings(node, "resolvers.tags") {
             var valid = true
@@ -297,7 +331,7 @@ private final class Reader {
             settings.addressFamily = value
         }
         var targetNode: Node?
-        if let node = keys["target"], let target = mapping(node, "resolvers.target", allowed: ["global", "splitDNS"]) {
+        if let node = keys["target"], let target = mapping(node, "resolvers.target", allowed: ConfigKeys.keys(of: "resolvers.target")) {
             targetNode = node
             if let node = target["global"], let value = bool(node, "resolvers.target.global") { settings.global = value }
             if let node = target["splitDNS"], let domains = strings(node, "resolvers.target.splitDNS") {
@@ -320,8 +354,7 @@ private final class Reader {
     }
 
     func decodeHealthcheck(_ node: Node, _ settings: inout Config.Healthcheck) {
-        let allowed = ["interval", "staleAfter", "failureThreshold", "successThreshold", "probe", "dns"]
-        guard let keys = mapping(node, "healthcheck", allowed: allowed) else { return }
+        guard let keys = mapping(node, "healthcheck", allowed: ConfigKeys.keys(of: "healthcheck")) else { return }
         if let node = keys["interval"], let value = duration(node, "healthcheck.interval", minimum: .seconds(1)) { settings.interval = value }
         if let node = keys["staleAfter"], let value = duration(node, "healthcheck.staleAfter") { settings.staleAfter = value }
         if let node = keys["failureThreshold"], let value = int(node, "healthcheck.failureThreshold", minimum: 1, maximum: 1000) {
@@ -335,8 +368,7 @@ private final class Reader {
     }
 
     func decodeDNSProbe(_ node: Node, _ settings: inout Config.DNSProbe) {
-        let allowed = ["name", "type", "port", "timeout", "transport", "proxy", "concurrency"]
-        guard let keys = mapping(node, "healthcheck.dns", allowed: allowed) else { return }
+        guard let keys = mapping(node, "healthcheck.dns", allowed: ConfigKeys.keys(of: "healthcheck.dns")) else { return }
         if let node = keys["name"], let value = string(node, "healthcheck.dns.name") {
             if value == "." || isDomain(value.hasSuffix(".") ? String(value.dropLast()) : value) { settings.name = value }
             else { fail(node, "healthcheck.dns.name", "\(quoted(node)) is not a domain name") }
@@ -356,14 +388,14 @@ private final class Reader {
     }
 
     func decodeSync(_ node: Node, _ settings: inout Config.Sync) {
-        guard let keys = mapping(node, "sync", allowed: ["interval", "pendingTTL", "exclusionTTL"]) else { return }
+        guard let keys = mapping(node, "sync", allowed: ConfigKeys.keys(of: "sync")) else { return }
         if let node = keys["interval"], let value = duration(node, "sync.interval", minimum: .seconds(1)) { settings.interval = value }
         if let node = keys["pendingTTL"], let value = duration(node, "sync.pendingTTL") { settings.pendingTTL = value }
         if let node = keys["exclusionTTL"], let value = duration(node, "sync.exclusionTTL") { settings.exclusionTTL = value }
     }
 
     func decodeSafety(_ node: Node, _ settings: inout Config.Safety) {
-        guard let keys = mapping(node, "safety", allowed: ["minResolvers", "maxRemovals", "protect"]) else { return }
+        guard let keys = mapping(node, "safety", allowed: ConfigKeys.keys(of: "safety")) else { return }
         if let node = keys["minResolvers"], let value = int(node, "safety.minResolvers", minimum: 0) { settings.minResolvers = value }
         if let node = keys["maxRemovals"], let value = int(node, "safety.maxRemovals", minimum: 0) { settings.maxRemovals = value }
         if let node = keys["protect"], let values = strings(node, "safety.protect") {
@@ -376,7 +408,7 @@ private final class Reader {
     }
 
     func decodeKubernetes(_ node: Node, _ clusters: inout [Config.Cluster]) {
-        guard let keys = mapping(node, "kubernetes", allowed: ["clusters"]), let list = keys["clusters"] else { return }
+        guard let keys = mapping(node, "kubernetes", allowed: ConfigKeys.keys(of: "kubernetes")), let list = keys["clusters"] else { return }
         guard case .sequence(let sequence) = list else {
             fail(list, "kubernetes.clusters", "must be a list")
             return
@@ -384,7 +416,7 @@ private final class Reader {
         var names = Set<String>()
         for (index, item) in sequence.enumerated() {
             let path = "kubernetes.clusters[\(index)]"
-            guard let fields = mapping(item, path, allowed: ["name", "kubeconfig", "context", "namespace", "annotation"]) else { continue }
+            guard let fields = mapping(item, path, allowed: ConfigKeys.keys(of: "kubernetes.clusters[]")) else { continue }
             guard let nameNode = fields["name"], let name = string(nameNode, "\(path).name"), !name.isEmpty else {
                 if fields["name"] == nil { fail(item, "\(path).name", "is required") }
                 continue
@@ -408,7 +440,7 @@ private final class Reader {
     }
 
     func decodeRPC(_ node: Node, _ settings: inout Config.RPC) {
-        guard let keys = mapping(node, "rpc", allowed: ["listen", "tokenFile", "allowedHosts", "maxConnections"]) else { return }
+        guard let keys = mapping(node, "rpc", allowed: ConfigKeys.keys(of: "rpc")) else { return }
         if let node = keys["allowedHosts"], let hosts = strings(node, "rpc.allowedHosts") {
             for (index, host) in hosts.enumerated() where !isDomain(host) {
                 fail(sequenceItem(node, index), "rpc.allowedHosts[\(index)]", "\(Self.quote(host)) is not a host name")
@@ -429,7 +461,7 @@ private final class Reader {
     }
 
     func decodeWatch(_ node: Node, _ settings: inout Config.Watch, clusters: [Config.Cluster]) {
-        guard let keys = mapping(node, "watch", allowed: ["cluster", "server", "tokenFile", "resyncInterval", "proxy", "listen"]) else { return }
+        guard let keys = mapping(node, "watch", allowed: ConfigKeys.keys(of: "watch")) else { return }
         if let node = keys["resyncInterval"], let value = duration(node, "watch.resyncInterval", minimum: .seconds(1)) {
             settings.resyncInterval = value
         }

@@ -62,6 +62,8 @@ public final class SimulatedCluster: Sendable {
         var service: SimulatedService
         var resourceVersion: Int
         var uid: String
+        /// The list item's JSON, encoded once: the simulator must not be what a benchmark measures.
+        var item = Data()
     }
 
     private struct Event {
@@ -156,7 +158,8 @@ public final class SimulatedCluster: Sendable {
                 state.uidCounter += 1
                 uid = String(format: "6f1c2d3e-8a4b-4c5d-9e6f-%012d", state.uidCounter)
             }
-            let stored = Stored(service: service, resourceVersion: state.revision, uid: uid)
+            var stored = Stored(service: service, resourceVersion: state.revision, uid: uid)
+            stored.item = (try? JSONSerialization.data(withJSONObject: Self.object(stored, typed: false), options: [.sortedKeys])) ?? Data()
             state.services[service.key] = stored
             return Event(type: existing == nil ? "ADDED" : "MODIFIED", object: Self.object(stored, typed: true), resourceVersion: state.revision)
         }
@@ -332,7 +335,15 @@ public final class SimulatedCluster: Sendable {
             metadata["continue"] = Self.encodeContinue(revision: listRevision ?? revision, start: last.service.key, epoch: epoch)
             metadata["remainingItemCount"] = remaining.count - limit
         }
-        return Self.json(["kind": "ServiceList", "apiVersion": "v1", "metadata": metadata, "items": page.map { Self.object($0, typed: false) }])
+        var body = Data(#"{"apiVersion":"v1","items":["#.utf8)
+        for (index, stored) in page.enumerated() {
+            if index > 0 { body.append(UInt8(ascii: ",")) }
+            body.append(stored.item)
+        }
+        body.append(contentsOf: Array(#"],"kind":"ServiceList","metadata":"#.utf8))
+        body.append((try? JSONSerialization.data(withJSONObject: metadata, options: [.sortedKeys])) ?? Data("{}".utf8))
+        body.append(contentsOf: Array("}\n".utf8))
+        return ServerResponse(status: 200, headers: [ServerHeader("Content-Type", "application/json")], body: body)
     }
 
     private func watch(namespace: String, _ request: ServerRequest) -> ServerResponse {

@@ -117,6 +117,13 @@ func pullModeBenchmark(binary: String, tailnet: SimulatedTailnet, directory: URL
         status = run.status
         requests = (tailnet.requests.count, clusters.reduce(0) { $0 + $1.requests.count }, tailnet.mutatingRequests.count)
     }
+    // The same two LISTs by curl: what the simulated API servers themselves cost.
+    if FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") {
+        var arguments = ["-s", "-H", "Authorization: Bearer \(clusters[0].token)"]
+        for cluster in clusters { arguments += ["-o", "/dev/null", cluster.baseURL + "/api/v1/namespaces/dns/services?limit=500"] }
+        let fetches = (0..<5).map { _ in measure("/usr/bin/curl", arguments).seconds }
+        print(String(format: "curl, the same two Kubernetes LISTs: wall median %.3f s", median(fetches)))
+    }
     print(String(format: "run --once, pull mode (2 clusters × 500 Services, idle): wall median %.3f s (min %.3f, max %.3f; %+.3f s over no clusters), exit %d",
                  median(walls), walls.min()!, walls.max()!, median(walls) - baseline, status))
     print("  API requests: \(requests.tailscale) Tailscale + \(requests.kubernetes) Kubernetes LISTs (one page of 500 per cluster), \(requests.writes) writes")

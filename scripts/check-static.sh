@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The container image's claim: the release binary, built with the static Swift standard
+# library (as the Dockerfile builds it), needs nothing at run time but the base system and
+# libcurl (with the TLS library libcurl4 brings). Prints its size, NEEDED entries and ldd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SWIFT="${SWIFT:-swift}"
+SCRATCH=.build-static
+binary="$SCRATCH/release/tsdns-reconcile"
+stripped="$(mktemp)"
+build_log="$(mktemp)"
+trap 'rm -f "$stripped" "$build_log"' EXIT
+if ! "$SWIFT" build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product tsdns-reconcile > "$build_log" 2>&1; then
+    cat "$build_log"
+    echo "FAIL: the static build failed"
+    exit 1
+fi
+strip -o "$stripped" "$binary"
+echo "static binary: $binary, $(stat -c %s "$binary") bytes ($(stat -c %s "$stripped") stripped)"
+needed=$(readelf -d "$binary" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+echo "NEEDED: $(tr "\n" " " <<< "$needed")"
+# The base system (glibc, the C++ and GCC runtimes of Debian's base) and libcurl4's own
+# dependencies; no libswift*, no libFoundation*, no ICU.
+allowed='^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libutil\.so\.1|ld-linux-x86-64\.so\.2|libgcc_s\.so\.1|libstdc\+\+\.so\.6|libz\.so\.1|libcurl\.so\.4|libssl\.so\.3|libcrypto\.so\.3)$'
+status=0
+for library in $needed; do
+    if ! [[ "$library" =~ $allowed ]]; then
+        echo "FAIL: the static binary needs $library, which the runtime image does not have"
+        status=1
+    fi
+done
+echo "ldd:"
+ldd "$binary" | sed 's/^/  /'
+if ldd "$binary" | grep -E 'libswift|libFoundation|libicu|not found'; then
+    echo "FAIL: the binary still needs the Swift runtime or a library that is missing"
+    status=1
+fi
+"$binary" --version
+[ "$status" -eq 0 ] && echo "static binary check: OK"
+exit "$status"
