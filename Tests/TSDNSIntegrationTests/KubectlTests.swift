@@ -13,8 +13,8 @@ struct KubectlTests {
         let directory: URL
         var kubeconfig: String { directory.appendingPathComponent("kubeconfig").path }
 
-        static func make() throws -> Lab {
-            let tls = try TLSFixture.make()
+        static func make() async throws -> Lab {
+            let tls = try await TLSFixture.make()
             let cluster = try SimulatedCluster(tls: try ServerTLS(certificateChainFile: tls.path("server.pem"), keyFile: tls.path("server.key")))
             let directory = try scratchDirectory()
             try write(cluster.kubeconfig(user: [("token", cluster.token)], caFile: tls.path("ca.pem"), namespace: "dns"), to: directory.appendingPathComponent("kubeconfig"))
@@ -33,7 +33,7 @@ struct KubectlTests {
 
     @Test(.enabled(if: kubectl != nil, "kubectl is not installed on this machine"))
     func getsAndPagesServicesAsJSON() async throws {
-        let lab = try Lab.make()
+        let lab = try await Lab.make()
         defer { lab.stop() }
         lab.cluster.apply(.tailscale(namespace: "dns", name: "coredns", hostname: "dns-coredns", address: "100.64.0.7"))
         lab.cluster.apply(.tailscale(namespace: "dns", name: "unbound"))
@@ -56,7 +56,7 @@ struct KubectlTests {
 
     @Test(.enabled(if: kubectl != nil, "kubectl is not installed on this machine"))
     func watchesServicesAsTheyCome() async throws {
-        let lab = try Lab.make()
+        let lab = try await Lab.make()
         defer { lab.stop() }
         lab.cluster.apply(.tailscale(namespace: "dns", name: "coredns"))
         let output = lab.directory.appendingPathComponent("watch.json").path

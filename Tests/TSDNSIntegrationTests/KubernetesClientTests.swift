@@ -189,7 +189,7 @@ struct KubernetesClientTests {
     }
 
     @Test func clientCertificatesOverTLS() async throws {
-        let tls = try TLSFixture.make()
+        let tls = try await TLSFixture.make()
         let cluster = try SimulatedCluster(tls: try ServerTLS(certificateChainFile: tls.path("server.pem"), keyFile: tls.path("server.key"), clientCAFile: tls.path("ca.pem")))
         defer { cluster.stop() }
         cluster.acceptCertificate(named: "tsdns client")

@@ -11,14 +11,26 @@ struct TLSFixture {
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
     func pem(_ name: String) throws -> Data { try Data(contentsOf: directory.appendingPathComponent(name)) }
 
-    static func make() throws -> TLSFixture {
+    /// One set for the whole test run, made once on a thread of its own: key generation
+    /// and process waits must not hold the test runner's two cooperative threads.
+    static func make() async throws -> TLSFixture {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread { continuation.resume(with: shared) }
+            thread.start()
+        }
+    }
+
+    private static let shared: Result<TLSFixture, Error> = Result { try generate() }
+
+    private static func generate() throws -> TLSFixture {
         let fixture = TLSFixture(directory: try scratchDirectory())
         try write("subjectAltName=IP:127.0.0.1\n", to: fixture.directory.appendingPathComponent("san.ext"))
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         let steps: [[String]] = [
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=tsdns test CA"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+            ["req", "-x509"] + key + ["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=tsdns test CA"],
+            ["req"] + key + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
             ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=tsdns client"],
+            ["req"] + key + ["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=tsdns client"],
             ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "1"],
         ]
         for step in steps {
@@ -65,8 +77,7 @@ struct TLSFixture {
 @Suite("TLS and proxies", .timeLimit(.minutes(1)))
 struct TLSAndProxyTests {
     @Test func verifiesAgainstACAFileOrAnInMemoryCA() async throws {
-        let fixture = try TLSFixture.make()
-        defer { try? FileManager.default.removeItem(at: fixture.directory) }
+        let fixture = try await TLSFixture.make()
         let (server, port) = try await fixture.server(requireClientCertificate: false)
         defer { kill(server.processIdentifier, SIGKILL) }
         let url = "https://127.0.0.1:\(port)/"
@@ -81,8 +92,7 @@ struct TLSAndProxyTests {
     }
 
     @Test func presentsAClientCertificateFromMemory() async throws {
-        let fixture = try TLSFixture.make()
-        defer { try? FileManager.default.removeItem(at: fixture.directory) }
+        let fixture = try await TLSFixture.make()
         let (server, port) = try await fixture.server(requireClientCertificate: true)
         defer { kill(server.processIdentifier, SIGKILL) }
         let url = "https://127.0.0.1:\(port)/"
