@@ -305,7 +305,13 @@ private final class Reader {
         if let node = keys["apiKeyFile"], let value = nonEmptyPath(node, "tailscale.apiKeyFile") { settings.apiKeyFile = value }
         if let node = keys["oauth"], let oauth = mapping(node, "tailscale.oauth", allowed: ConfigKeys.keys(of: "tailscale.oauth")) {
             var result = Config.OAuth()
-            if let node = oauth["clientID"], let value = string(node, "tailscale.oauth.clientID") { result.clientID = value }
+            if let node = oauth["clientID"], let value = string(node, "tailscale.oauth.clientID") {
+                if value.trimmingCharacters(in: .whitespaces).isEmpty {
+                    fail(node, "tailscale.oauth.clientID", "is empty; omit it to use TAILSCALE_OAUTH_CLIENT_ID")
+                } else {
+                    result.clientID = value
+                }
+            }
             if let node = oauth["clientSecretFile"], let value = nonEmptyPath(node, "tailscale.oauth.clientSecretFile") {
                 result.clientSecretFile = value
             }
@@ -417,8 +423,12 @@ private final class Reader {
         for (index, item) in sequence.enumerated() {
             let path = "kubernetes.clusters[\(index)]"
             guard let fields = mapping(item, path, allowed: ConfigKeys.keys(of: "kubernetes.clusters[]")) else { continue }
-            guard let nameNode = fields["name"], let name = string(nameNode, "\(path).name"), !name.isEmpty else {
+            guard let nameNode = fields["name"], let name = string(nameNode, "\(path).name") else {
                 if fields["name"] == nil { fail(item, "\(path).name", "is required") }
+                continue
+            }
+            guard !name.trimmingCharacters(in: .whitespaces).isEmpty else {
+                fail(nameNode, "\(path).name", "is empty; a cluster needs a name (its sources read kubernetes:<name>/...)")
                 continue
             }
             if !names.insert(name).inserted { fail(nameNode, "\(path).name", "\(Self.quote(name)) is used by another cluster") }

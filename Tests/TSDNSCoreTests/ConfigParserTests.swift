@@ -93,6 +93,11 @@ struct ConfigParserTests {
         #expect(issues(yaml) == ["config.yaml:3: sync.intervall: unknown key"])
     }
 
+    @Test func emptyNamesAreErrorsNotSilentlyDropped() {
+        #expect(issues("kubernetes:\n  clusters:\n    - name: \"\"\n") == ["config.yaml:3: kubernetes.clusters[0].name: is empty; a cluster needs a name (its sources read kubernetes:<name>/...)"])
+        #expect(issues("tailscale:\n  oauth:\n    clientID: \"\"\n") == ["config.yaml:3: tailscale.oauth.clientID: is empty; omit it to use TAILSCALE_OAUTH_CLIENT_ID"])
+    }
+
     @Test func unknownKeyWithCaseHint() {
         #expect(issues("safety:\n  maxremovals: 2\n") == [#"config.yaml:2: safety.maxremovals: unknown key (did you mean "maxRemovals"?)"#])
     }
