@@ -55,6 +55,7 @@ bench: release
 	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10
 	.build/release/tsdns-bench probe
 	.build/release/tsdns-bench watch .build/release/tsdns-reconcile
+	.build/release/tsdns-bench reuse
 
 bench-loop: release
 	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10

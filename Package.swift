@@ -93,7 +93,7 @@ let package = Package(
             ]
         ),
         // `make bench`: measures the built binary against a large simulated tailnet.
-        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime", "TSDNSProbe"]),
+        .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime", "TSDNSProbe", "TSDNSHTTP", "TSDNSTailscale", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TSDNSCoreTests", dependencies: ["TSDNSCore", "TSDNSConfig"], resources: [.copy("Fixtures")]),
         // The Tailscale adapter: the device-list decoder against JSONDecoder, by example and by fuzzing.
         .testTarget(name: "TSDNSTailscaleTests", dependencies: ["TSDNSTailscale", "TSDNSCore"]),

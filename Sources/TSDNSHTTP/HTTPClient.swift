@@ -7,6 +7,9 @@ import Synchronization
 /// Proxies come from the environment (`https_proxy`, `no_proxy`, ...) as curl reads them.
 public final class HTTPClient: Sendable {
     public let options: HTTPClientOptions
+    /// Easy handles between requests: each keeps its connections open, so the next request
+    /// to the same host reuses one (no new TCP or TLS handshake).
+    private let handles = HandlePool()
 
     private static let globalInit: Bool = {
         tsdns_curl_global_init() == CURLE_OK
@@ -19,7 +22,7 @@ public final class HTTPClient: Sendable {
 
     /// Sends a request and collects the whole body.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
-        let transfer = Transfer(request: request, options: options, onChunk: nil, onHead: nil)
+        let transfer = Transfer(request: request, options: options, onChunk: nil, onHead: nil, pool: options.reuseConnections ? handles : nil)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, Error>) in
                 let thread = Thread {
@@ -107,6 +110,35 @@ private final class HeadSignal: Sendable {
     }
 }
 
+/// Idle easy handles of one client, at most `limit`. A handle is used by one transfer at a
+/// time; a transfer that failed does not give its handle back, so a broken connection is
+/// never reused.
+final class HandlePool: @unchecked Sendable {
+    private let idle = Mutex<[Int]>([])
+    static let limit = 8
+
+    /// A handle with its connection cache, or nil (make a new one).
+    func take() -> UnsafeMutableRawPointer? {
+        idle.withLock { $0.popLast() }.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
+    }
+
+    func give(_ handle: UnsafeMutableRawPointer) {
+        curl_easy_reset(handle)
+        let kept = idle.withLock { idle -> Bool in
+            guard idle.count < Self.limit else { return false }
+            idle.append(Int(bitPattern: handle))
+            return true
+        }
+        if !kept { curl_easy_cleanup(handle) }
+    }
+
+    deinit {
+        for address in idle.withLock({ $0 }) {
+            if let handle = UnsafeMutableRawPointer(bitPattern: address) { curl_easy_cleanup(handle) }
+        }
+    }
+}
+
 /// One curl easy handle and everything its callbacks touch. Only the transfer thread
 /// mutates the buffers; `cancel()` may come from anywhere, hence the atomic.
 private final class Transfer: @unchecked Sendable {
@@ -123,9 +155,12 @@ private final class Transfer: @unchecked Sendable {
     private var body = Data()
     private var bodyTooLarge = false
 
-    init(request: HTTPRequest, options: HTTPClientOptions, onChunk: ChunkHandler?, onHead: (@Sendable (HTTPResponseHead) -> Void)?) {
+    private let pool: HandlePool?
+
+    init(request: HTTPRequest, options: HTTPClientOptions, onChunk: ChunkHandler?, onHead: (@Sendable (HTTPResponseHead) -> Void)?, pool: HandlePool? = nil) {
         self.request = request
         self.options = options
+        self.pool = pool
         self.onChunk = onChunk
         self.onHead = onHead
     }
@@ -144,12 +179,13 @@ private final class Transfer: @unchecked Sendable {
 
     func perform() -> Result<HTTPResponse, Error> {
         if isCancelled { return .failure(HTTPClientError.cancelled) }
-        guard let curl = curl_easy_init() else {
+        guard let curl = pool?.take() ?? curl_easy_init() else {
             return .failure(HTTPClientError.transport(curlCode: -1, message: "curl_easy_init failed", timedOut: false))
         }
         handle = curl
+        var reusable = false
         defer {
-            curl_easy_cleanup(curl)
+            if reusable, let pool { pool.give(curl) } else { curl_easy_cleanup(curl) }
             handle = nil
         }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
@@ -168,6 +204,8 @@ private final class Transfer: @unchecked Sendable {
         _ = tsdns_curl_setopt_pointer(curl, CURLOPT_ERRORBUFFER, errorBuffer)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0)
+        // An idle connection older than this is not reused (the server may have closed it).
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_MAXAGE_CONN, 30)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_CONNECTTIMEOUT_MS, options.connectTimeout.milliseconds)
         // 0 is "no limit" to curl, so a limit that has run out becomes 1 ms.
         let limit = (request.timeout ?? options.totalTimeout).map { max(1, $0.milliseconds) } ?? 0
@@ -236,7 +274,9 @@ private final class Transfer: @unchecked Sendable {
                 timedOut: code == CURLE_OPERATION_TIMEDOUT
             ))
         }
-        return .success(HTTPResponse(head: currentHead(), body: body))
+        let response = HTTPResponse(head: currentHead(), body: body)
+        reusable = true
+        return .success(response)
     }
 
     private func receiveHeaderLine(_ line: String) {

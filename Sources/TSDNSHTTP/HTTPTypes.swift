@@ -92,6 +92,8 @@ public struct HTTPClientOptions: Sendable {
     /// while TLS verifies (and SNI names) the URL's host — how a kubeconfig's
     /// `tls-server-name` is honoured.
     public var connectTo: [String]
+    /// Keep connections open between requests of one client (off: a new connection each).
+    public var reuseConnections: Bool
 
     public init(
         connectTimeout: Duration = .seconds(5),
@@ -101,8 +103,10 @@ public struct HTTPClientOptions: Sendable {
         tls: TLSOptions = TLSOptions(),
         maxBodySize: Int = 256 << 20,
         proxy: String? = nil,
-        connectTo: [String] = []
+        connectTo: [String] = [],
+        reuseConnections: Bool = true
     ) {
+        self.reuseConnections = reuseConnections
         self.maxBodySize = maxBodySize
         self.proxy = proxy
         self.connectTo = connectTo

@@ -64,6 +64,8 @@ public final class KubernetesClient: Sendable {
     public let options: Options
     private let baseURL: String
     private let httpOptions: HTTPClientOptions
+    /// Keeps its connections between requests; a plugin's client certificate needs a client of its own.
+    private let http: HTTPClient
     private let credentials: CredentialSource
     private let logger: Logger
     private let onResponse: (@Sendable (String) -> Void)?
@@ -76,6 +78,7 @@ public final class KubernetesClient: Sendable {
         self.access = access
         self.options = options
         (httpOptions, baseURL) = access.httpOptions(timeout: options.requestTimeout, maxBodySize: options.maxBodySize)
+        http = HTTPClient(options: httpOptions)
         credentials = CredentialSource(access: access, execTimeout: options.execTimeout, now: now)
         self.logger = logger
         self.onResponse = onResponse
@@ -202,10 +205,12 @@ public final class KubernetesClient: Sendable {
 
     private func sendOnce(method: String, path: String, body: Data?) async throws -> HTTPResponse {
         let credential = try await currentCredential()
-        var options = httpOptions
+        var client = http
         if let certificate = credential.clientCertificatePEM, let key = credential.clientKeyPEM {
+            var options = httpOptions
             options.tls.clientCertificatePEM = certificate
             options.tls.clientKeyPEM = key
+            client = HTTPClient(options: options)
         }
         var headers = [HTTPHeader("Accept", "application/json"), HTTPHeader("User-Agent", "tsdns-reconcile")]
         if let bearer = credential.bearer { headers.append(HTTPHeader("Authorization", "Bearer \(bearer)")) }
@@ -213,7 +218,7 @@ public final class KubernetesClient: Sendable {
         let request = HTTPRequest(method: method, url: baseURL + path, headers: headers, body: body)
         let response: HTTPResponse
         do {
-            response = try await HTTPClient(options: options).send(request)
+            response = try await client.send(request)
         } catch let error as HTTPClientError {
             onResponse?("error")
             switch error {

@@ -60,6 +60,7 @@ public final class SourceSender: Sendable {
     private let metrics: WatchMetrics
     private let state = Mutex(State())
     private let wake = WakeSignal()
+    private let clients = Mutex<(token: String?, client: RPCClient)?>(nil)
     static let backoff = Backoff(base: .milliseconds(500), max: .seconds(30))
 
     public init(name: String, server: String, tokenFile: String?, proxy: String?, timeout: Duration = .seconds(30), logger: Logger, metrics: WatchMetrics) {
@@ -145,7 +146,13 @@ public final class SourceSender: Sendable {
         if let tokenFile {
             token = String(decoding: try BoundedFile.read(tokenFile, limit: 64 << 10), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let client = RPCClient(server: server, token: token, timeout: timeout, proxy: proxy)
+        // One client while the token stays the same: its connection to the reconciler is kept.
+        let client = clients.withLock { cached -> RPCClient in
+            if let cached = cached, cached.token == token { return cached.client }
+            let fresh = RPCClient(server: server, token: token, timeout: timeout, proxy: proxy)
+            cached = (token, fresh)
+            return fresh
+        }
         let body = RPCWire.SourcesBody(resolvers: members.map { .init(node: $0.node, source: $0.source) })
         _ = try await client.call("PUT", "/v1/sources/\(name)", body: body)
     }

@@ -94,6 +94,7 @@ public final class LoopbackHTTPServer: Sendable {
     private let handler: Handler
     private let tls: ServerTLS?
     private let state = Mutex<(running: Bool, connections: Set<Int32>)>((true, []))
+    private let accepted = Atomic<Int>(0)
 
     /// With `tls`, every connection is HTTPS (a real client such as kubectl sends
     /// credentials only over TLS).
@@ -129,6 +130,8 @@ public final class LoopbackHTTPServer: Sendable {
 
     public var baseURL: String { "\(tls == nil ? "http" : "https")://127.0.0.1:\(port)" }
     public var isRunning: Bool { state.withLock { $0.running } }
+    /// TCP connections accepted so far: how a test sees whether clients reuse connections.
+    public var acceptedConnections: Int { accepted.load(ordering: .relaxed) }
 
     /// Stops accepting, and ends open connections (streams included).
     public func stop() {
@@ -162,6 +165,7 @@ public final class LoopbackHTTPServer: Sendable {
                 close(connection)
                 return
             }
+            accepted.add(1, ordering: .relaxed)
             let thread = Thread { [self] in
                 serve(connection)
                 state.withLock { state in
@@ -174,38 +178,48 @@ public final class LoopbackHTTPServer: Sendable {
         }
     }
 
+    /// Answers requests on one connection until the client closes it, asks to, or is idle
+    /// for 10 s; streams and faults end the connection after their answer.
     private func serve(_ descriptor: Int32) {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         guard let connection = ServerConnection(descriptor, tls: tls) else { return }
         defer { connection.close() }
-        guard var request = readRequest(connection) else { return }
-        request.clientCertificateName = connection.peerName
-        let response = handler(request)
-        if let delay = response.delay {
-            Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
-        }
-        if response.fault == .dropConnection { return }
-        var head = "HTTP/1.1 \(response.status) \(reasonPhrase(response.status))\r\nConnection: close\r\n"
-        for header in response.headers { head += "\(header.name): \(header.value)\r\n" }
-        switch response.body {
-        case .complete(let body):
-            head += "Content-Length: \(body.count)\r\n\r\n"
-            var bytes = Data(head.utf8)
-            bytes.append(response.fault == .truncateBody ? body.prefix(body.count / 2) : body)
-            _ = connection.sendAll(bytes)
-        case .streaming(let produce):
-            head += "Transfer-Encoding: chunked\r\n\r\n"
-            guard connection.sendAll(Data(head.utf8)) else { return }
-            produce(ChunkWriter(connection: connection, server: self))
-            _ = connection.sendAll(Data("0\r\n\r\n".utf8))
+        var pending = Data()
+        while isRunning {
+            guard var request = readRequest(connection, &pending) else { return }
+            request.clientCertificateName = connection.peerName
+            let response = handler(request)
+            if let delay = response.delay {
+                Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18)
+            }
+            if response.fault == .dropConnection { return }
+            var keepAlive = request.header("Connection")?.lowercased() != "close" && response.fault == nil
+            if case .streaming = response.body { keepAlive = false }
+            var head = "HTTP/1.1 \(response.status) \(reasonPhrase(response.status))\r\nConnection: \(keepAlive ? "keep-alive" : "close")\r\n"
+            for header in response.headers { head += "\(header.name): \(header.value)\r\n" }
+            switch response.body {
+            case .complete(let body):
+                head += "Content-Length: \(body.count)\r\n\r\n"
+                var bytes = Data(head.utf8)
+                bytes.append(response.fault == .truncateBody ? body.prefix(body.count / 2) : body)
+                guard connection.sendAll(bytes) else { return }
+            case .streaming(let produce):
+                head += "Transfer-Encoding: chunked\r\n\r\n"
+                guard connection.sendAll(Data(head.utf8)) else { return }
+                produce(ChunkWriter(connection: connection, server: self))
+                _ = connection.sendAll(Data("0\r\n\r\n".utf8))
+            }
+            if !keepAlive { return }
         }
     }
 
-    private func readRequest(_ connection: ServerConnection) -> ServerRequest? {
-        var buffer = Data()
+    /// The next request; `buffer` holds bytes already read that belong to it (and keeps
+    /// what follows it, for the next).
+    private func readRequest(_ connection: ServerConnection, _ buffer: inout Data) -> ServerRequest? {
         let separator = Data("\r\n\r\n".utf8)
         var headerEnd: Range<Data.Index>?
+        headerEnd = buffer.range(of: separator)
         while headerEnd == nil {
             guard let chunk = connection.receive(), buffer.count < 1 << 20 else { return nil }
             buffer.append(chunk)
@@ -227,6 +241,8 @@ public final class LoopbackHTTPServer: Sendable {
             guard let chunk = connection.receive() else { return nil }
             body.append(chunk)
         }
+        // What came after this request's body is the start of the next one.
+        buffer = Data(body.dropFirst(expected))
         let target = String(requestLine[1])
         let parts = target.split(separator: "?", maxSplits: 1)
         var query: [String: String] = [:]

@@ -4,14 +4,17 @@
 //   tsdns-bench loop [BINARY] [MINUTES] [RPS]     the loop under RPC load: RSS and latency
 //   tsdns-bench probe                             a healthcheck's DNS probes (needs dnsmasq)
 //   tsdns-bench watch [BINARY]                    Service created → nameserver write, run + watch
+//   tsdns-bench reuse                             connection reuse against a TLS simulator
 import Foundation
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-let mode = ["loop", "probe", "watch"].contains(arguments.first ?? "") ? arguments.removeFirst() : "once"
+let mode = ["loop", "probe", "watch", "reuse"].contains(arguments.first ?? "") ? arguments.removeFirst() : "once"
 let binary = arguments.first
     ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tsdns-reconcile").path
 if mode == "probe" {
     try await probeBenchmark()
+} else if mode == "reuse" {
+    try await reuseBenchmark()
 } else if mode == "watch" {
     try await watchBenchmark(binary: binary)
 } else if mode == "loop" {

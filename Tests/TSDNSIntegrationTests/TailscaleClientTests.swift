@@ -4,6 +4,7 @@ import TSDNSConfig
 import TSDNSCore
 import TSDNSHTTP
 import TSDNSSimulator
+import TSDNSRuntime
 import TSDNSTailscale
 
 @Suite("Tailscale client against the simulated tailnet", .timeLimit(.minutes(1)))
@@ -163,5 +164,47 @@ struct TailscaleClientTests {
         let client = makeClient(tailnet, credential: .oauth(clientID: tailnet.oauthClientID, clientSecret: "wrong"))
         let error = try #require(await #expect(throws: TailscaleAPIError.self) { try await client.listDevices() })
         #expect(error == .permanent(status: 401, message: "POST /api/v2/oauth/token: invalid client credentials"))
+    }
+}
+
+@Suite("Connection reuse", .timeLimit(.minutes(1)))
+struct ConnectionReuseTests {
+    func client(_ tailnet: SimulatedTailnet, reuse: Bool) -> TailscaleClient {
+        TailscaleClient(
+            baseURL: tailnet.baseURL, tailnet: "-", credential: .apiKey(tailnet.apiKey),
+            http: HTTPClient(options: HTTPClientOptions(connectTimeout: .seconds(2), totalTimeout: .seconds(5), reuseConnections: reuse)),
+            retry: fastRetry, logger: quietLogger
+        )
+    }
+
+    /// An idle run reads the devices and the list at once (two connections); the next idle
+    /// run opens none, where without reuse it opens two again.
+    @Test(arguments: [true, false])
+    func anIdleRunReusesTheConnectionsOfTheLastOne(_ reuse: Bool) async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let reconciler = Reconciler(client: client(tailnet, reuse: reuse), config: Config(), tailnet: "-", logger: quietLogger)
+        _ = try await reconciler.run(onceRequest)
+        let afterFirst = tailnet.acceptedConnections
+        #expect(afterFirst >= 2)
+        let idle = try await reconciler.run(onceRequest)
+        #expect(!idle.plan.changed)
+        #expect(tailnet.acceptedConnections - afterFirst == (reuse ? 0 : 2))
+    }
+
+    @Test func aConnectionThatFailedIsNotUsedAgain() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let client = client(tailnet, reuse: true)
+        _ = try await client.nameservers()
+        #expect(tailnet.acceptedConnections == 1)
+        // The server drops the connection mid-request: the retry connects anew...
+        tailnet.inject(.init(.dropConnection, path: "/dns/nameservers", times: 1))
+        _ = try await client.nameservers()
+        #expect(tailnet.acceptedConnections == 2)
+        // ...and that new connection is the one kept.
+        _ = try await client.nameservers()
+        _ = try await client.nameservers()
+        #expect(tailnet.acceptedConnections == 2)
     }
 }
