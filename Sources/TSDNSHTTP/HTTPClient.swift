@@ -113,7 +113,7 @@ private final class HeadSignal: Sendable {
 /// Idle easy handles of one client, at most `limit`. A handle is used by one transfer at a
 /// time; a transfer that failed does not give its handle back, so a broken connection is
 /// never reused.
-final class HandlePool: @unchecked Sendable {
+final class HandlePool: Sendable {
     private let idle = Mutex<[Int]>([])
     static let limit = 8
 

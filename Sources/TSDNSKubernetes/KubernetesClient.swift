@@ -147,11 +147,7 @@ public final class KubernetesClient: Sendable {
             (head, chunks) = try await HTTPClient(options: options).stream(HTTPRequest(method: "GET", url: baseURL + path, headers: headers))
         } catch let error as HTTPClientError {
             onResponse?("error")
-            switch error {
-            case .transport(_, let message, let timedOut): throw KubernetesError.transport(message, timedOut: timedOut)
-            case .bodyTooLarge(_, let limit): throw KubernetesError.malformed("GET \(path): larger than \(limit >> 20) MiB")
-            case .cancelled: throw CancellationError()
-            }
+            throw Self.mapped(error, "GET \(path)")
         }
         onResponse?(String(head.status))
         guard head.status == 200 else {
@@ -221,11 +217,7 @@ public final class KubernetesClient: Sendable {
             response = try await client.send(request)
         } catch let error as HTTPClientError {
             onResponse?("error")
-            switch error {
-            case .transport(_, let message, let timedOut): throw KubernetesError.transport(message, timedOut: timedOut)
-            case .bodyTooLarge(_, let limit): throw KubernetesError.malformed("\(method) \(path): the body is larger than \(limit >> 20) MiB")
-            case .cancelled: throw CancellationError()
-            }
+            throw Self.mapped(error, "\(method) \(path)")
         }
         onResponse?(String(response.status))
         guard (200..<300).contains(response.status) else { throw Self.statusError(response) }
@@ -241,6 +233,15 @@ public final class KubernetesClient: Sendable {
             }
             thread.name = "tsdns-kube-credential"
             thread.start()
+        }
+    }
+
+    /// An HTTP layer failure as this client reports it.
+    static func mapped(_ error: HTTPClientError, _ request: String) -> Error {
+        switch error {
+        case .transport(_, let message, let timedOut): return KubernetesError.transport(message, timedOut: timedOut)
+        case .bodyTooLarge(_, let limit): return KubernetesError.malformed("\(request): the body is larger than \(limit >> 20) MiB")
+        case .cancelled: return CancellationError()
         }
     }
 
@@ -317,8 +318,7 @@ private final class WatchReader: @unchecked Sendable {
             do {
                 chunk = try await chunks.next()
             } catch let error as HTTPClientError {
-                if case .transport(_, let message, let timedOut) = error { throw KubernetesError.transport(message, timedOut: timedOut) }
-                throw CancellationError()
+                throw KubernetesClient.mapped(error, "watch")
             }
             guard let chunk else { return nil }
             ready = try framer.append(chunk)

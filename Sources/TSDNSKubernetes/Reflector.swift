@@ -24,36 +24,40 @@ public enum WatchEvent: Sendable, Equatable {
 
     public static let types = ["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]
 
-    private struct Envelope<Object: Decodable>: Decodable {
-        var type: String
-        var object: Object
-    }
+    /// `{"type": ..., "object": ...}`, the object decoded as its type says, in one pass.
+    private struct Wire: Decodable {
+        enum Key: String, CodingKey { case type, object }
+        struct UnknownType: Error { var type: String }
+        struct Bookmark: Decodable {
+            struct Metadata: Decodable { var resourceVersion: String }
+            var metadata: Metadata
+        }
 
-    private struct Kind: Decodable { var type: String }
+        var event: WatchEvent
 
-    private struct Bookmark: Decodable {
-        struct Metadata: Decodable { var resourceVersion: String }
-        var metadata: Metadata
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Key.self)
+            let type = try container.decode(String.self, forKey: .type)
+            switch type {
+            case "ADDED": event = .added(try container.decode(KubeService.self, forKey: .object))
+            case "MODIFIED": event = .modified(try container.decode(KubeService.self, forKey: .object))
+            case "DELETED": event = .deleted(try container.decode(KubeService.self, forKey: .object))
+            case "BOOKMARK": event = .bookmark(resourceVersion: try container.decode(Bookmark.self, forKey: .object).metadata.resourceVersion)
+            case "ERROR":
+                let status = try container.decode(StatusBody.self, forKey: .object)
+                event = .error(code: status.code ?? 500, reason: status.reason ?? "", message: status.message ?? "")
+            default:
+                throw UnknownType(type: type)
+            }
+        }
     }
 
     /// One JSON object of the stream; anything else is `.malformed` naming what was wrong.
     public static func decode(_ data: Data) throws(KubernetesError) -> WatchEvent {
-        let decoder = JSONDecoder()
         do {
-            let kind = try decoder.decode(Kind.self, from: data).type
-            switch kind {
-            case "ADDED": return .added(try decoder.decode(Envelope<KubeService>.self, from: data).object)
-            case "MODIFIED": return .modified(try decoder.decode(Envelope<KubeService>.self, from: data).object)
-            case "DELETED": return .deleted(try decoder.decode(Envelope<KubeService>.self, from: data).object)
-            case "BOOKMARK": return .bookmark(resourceVersion: try decoder.decode(Envelope<Bookmark>.self, from: data).object.metadata.resourceVersion)
-            case "ERROR":
-                let status = try decoder.decode(Envelope<StatusBody>.self, from: data).object
-                return .error(code: status.code ?? 500, reason: status.reason ?? "", message: status.message ?? "")
-            default:
-                throw KubernetesError.malformed("watch event of unknown type \(ConfigIssue.quote(kind))")
-            }
-        } catch let error as KubernetesError {
-            throw error
+            return try JSONDecoder().decode(Wire.self, from: data).event
+        } catch let unknown as Wire.UnknownType {
+            throw .malformed("watch event of unknown type \(ConfigIssue.quote(unknown.type))")
         } catch {
             throw .malformed("watch event: \(KubernetesClient.describe(error))")
         }

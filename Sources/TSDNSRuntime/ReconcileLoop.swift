@@ -77,12 +77,8 @@ public struct ReconcileLoop: Service {
 
     private func retryDelay(after failures: Int, error: Error, config: Config) -> Duration {
         // A rejected credential is not an outage: retrying every few seconds only fills logs.
-        if let apiError = error as? TailscaleAPIError, apiError.isCredentialRejected {
-            return min(config.sync.interval, .seconds(60))
-        }
-        if let clusterError = error as? ClusterReadError, clusterError.isCredentialRejected {
-            return min(config.sync.interval, .seconds(60))
-        }
+        let rejected = (error as? TailscaleAPIError)?.isCredentialRejected == true || (error as? ClusterReadError)?.isCredentialRejected == true
+        if rejected { return min(config.sync.interval, .seconds(60)) }
         return retry.delay(after: failures)
     }
 }

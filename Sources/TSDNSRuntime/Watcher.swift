@@ -179,7 +179,6 @@ public final class ClusterWatcher: Sendable {
     private let metrics: WatchMetrics
     private let logger: Logger
     private let listed = Atomic<Bool>(false)
-    private let current = Mutex<[SourceSet.Member]>([])
 
     public init(source: ClusterSource, sender: SourceSender, metrics: WatchMetrics, logger: Logger) {
         self.source = source
@@ -246,7 +245,6 @@ public final class ClusterWatcher: Sendable {
         let annotated = reflector.services.values.filter { source.selector.matches($0) && !$0.isBeingDeleted }.sorted { $0.key < $1.key }
         let services = ClusterServices(cluster: source.name, services: annotated, resourceVersion: reflector.resourceVersion ?? "", listed: reflector.services.count)
         let members = services.members.map { SourceSet.Member(node: $0.node, source: $0.source) }
-        current.withLock { $0 = members }
         metrics.services(members.count)
         logger.debug("cluster set", metadata: ["reason": "\(reason)", "resolvers": .stringConvertible(members.count)])
         sender.offer(members, force: force)

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Hummingbird
 import Logging
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import TSDNSConfig
@@ -88,11 +89,7 @@ public final class Daemon: Sendable {
                     address: .hostname(address.host, port: address.port), serverName: "tsdns-reconcile",
                     availableConnectionsDelegate: connections.delegate
                 ),
-                onServerRunning: { channel in
-                    let port = channel.localAddress?.port ?? address.port
-                    logger.info("RPC listener ready", metadata: ["address": "\(address.host):\(port)"])
-                    listening.set(port)
-                },
+                onServerRunning: listening.announce("RPC listener ready", address, logger),
                 logger: logger
             )
             services.append(app)
@@ -104,13 +101,7 @@ public final class Daemon: Sendable {
             controller: controller, logger: logger, maxRetryDelay: maxRetryDelay,
             listenerReady: { [listening] in _ = await listening.wait() }
         ))
-        var configuration = ServiceGroupConfiguration(
-            services: services,
-            gracefulShutdownSignals: signals ? [.sigterm, .sigint, .sigquit] : [],
-            logger: logger
-        )
-        configuration.maximumGracefulShutdownDuration = .seconds(4)
-        self.group = ServiceGroup(configuration: configuration)
+        self.group = commandGroup(services, signals: signals, logger: logger)
         self.controller = controller
         self.registry = registry
         self.listening = listening
@@ -120,15 +111,7 @@ public final class Daemon: Sendable {
     /// Runs until shut down. Never throws for API trouble (that is logged and retried);
     /// throws `DaemonError.listen` when the listener cannot be opened.
     public func run() async throws {
-        // Whoever waits for the port is answered even if the listener never came up.
-        defer { listening.set(nil) }
-        do {
-            try await group.run()
-        } catch {
-            // The loop never throws: a failure of the group is the listener's.
-            let reason = "\(error)".replacingOccurrences(of: "bind(descriptor:ptr:bytes:): ", with: "")
-            throw DaemonError.listen(address: listenAddress, reason: reason)
-        }
+        try await runCommandGroup(group, listening: listening, address: listenAddress)
     }
 
     /// The RPC listener's port once it is bound (nil when `rpc.listen` is "").
@@ -141,9 +124,41 @@ public final class Daemon: Sendable {
     }
 }
 
+/// The service group of a long-running command (`run`, `watch`): with `signals`, SIGTERM,
+/// SIGINT and SIGQUIT stop it gracefully, within 4 s.
+func commandGroup(_ services: [any Service], signals: Bool, logger: Logger) -> ServiceGroup {
+    var configuration = ServiceGroupConfiguration(
+        services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint, .sigquit] : [], logger: logger
+    )
+    configuration.maximumGracefulShutdownDuration = .seconds(4)
+    return ServiceGroup(configuration: configuration)
+}
+
+/// Runs a command's group. Its services never throw for API trouble (that is logged and
+/// retried): a failure of the group is its listener's, `DaemonError.listen`.
+func runCommandGroup(_ group: ServiceGroup, listening: ListenSignal, address: String) async throws {
+    // Whoever waits for the port is answered even if the listener never came up.
+    defer { listening.set(nil) }
+    do {
+        try await group.run()
+    } catch {
+        let reason = "\(error)".replacingOccurrences(of: "bind(descriptor:ptr:bytes:): ", with: "")
+        throw DaemonError.listen(address: address, reason: reason)
+    }
+}
+
 /// Hands the bound port to whoever waits for it.
 final class ListenSignal: Sendable {
     private let state = Mutex<(port: Int??, waiters: [CheckedContinuation<Int?, Never>])>((nil, []))
+
+    /// A listener's `onServerRunning`: logs `message` with the bound address and hands the port over.
+    func announce(_ message: String, _ address: ListenAddress, _ logger: Logger) -> @Sendable (any Channel) async -> Void {
+        { [self] channel in
+            let port = channel.localAddress?.port ?? address.port
+            logger.info("\(message)", metadata: ["address": "\(address.host):\(port)"])
+            set(port)
+        }
+    }
 
     /// The first value wins.
     func set(_ port: Int?) {

@@ -68,11 +68,7 @@ public final class WatchDaemon: Sendable {
                 },
                 server: .http1(configuration: .init(additionalChannelHandlers: [CloseAfterResponseHandler()], idleTimeout: .seconds(10))),
                 configuration: ApplicationConfiguration(address: .hostname(address.host, port: address.port), serverName: "tsdns-reconcile-watch"),
-                onServerRunning: { channel in
-                    let port = channel.localAddress?.port ?? address.port
-                    logger.info("watch listener ready", metadata: ["address": "\(address.host):\(port)"])
-                    listening.set(port)
-                },
+                onServerRunning: listening.announce("watch listener ready", address, logger),
                 logger: logger
             )
             services.append(app)
@@ -80,11 +76,7 @@ public final class WatchDaemon: Sendable {
             listening.set(nil)
         }
         services.append(WatchService(watcher: watcher, sender: sender, resync: config.watch.resyncInterval, logger: logger))
-        var configuration = ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: signals ? [.sigterm, .sigint, .sigquit] : [], logger: logger
-        )
-        configuration.maximumGracefulShutdownDuration = .seconds(4)
-        group = ServiceGroup(configuration: configuration)
+        group = commandGroup(services, signals: signals, logger: logger)
         self.watcher = watcher
         self.sender = sender
         self.registry = registry
@@ -98,13 +90,7 @@ public final class WatchDaemon: Sendable {
     }
 
     public func run() async throws {
-        defer { listening.set(nil) }
-        do {
-            try await group.run()
-        } catch {
-            let reason = "\(error)".replacingOccurrences(of: "bind(descriptor:ptr:bytes:): ", with: "")
-            throw DaemonError.listen(address: listenAddress, reason: reason)
-        }
+        try await runCommandGroup(group, listening: listening, address: listenAddress)
     }
 
     public func port() async -> Int? { await listening.wait() }

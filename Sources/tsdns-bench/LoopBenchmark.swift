@@ -19,10 +19,7 @@ func loopBenchmark(binary: String, minutes: Double, requestsPerSecond: Int) asyn
     tailnet.setDevices(devices)
     tailnet.setNameservers(["1.1.1.1"] + devices.prefix(10).map { $0.addresses[0] })
 
-    // A free port: bind to 0, read it, let go.
-    let probe = try LoopbackHTTPServer { _ in ServerResponse(status: 404) }
-    let port = probe.port
-    probe.stop()
+    let port = try freePort()
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tsdns-loop-bench-\(getpid())")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }

@@ -1,6 +1,7 @@
 import Foundation
 import TSDNSConfig
 import TSDNSCore
+import TSDNSSimulator
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,4 +48,11 @@ func residentKiB(_ pid: pid_t) -> Int {
 func percentile(_ values: [Double], _ p: Double) -> Double {
     let sorted = values.sorted()
     return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+}
+
+/// A free loopback port: bind to 0, read it, let go.
+func freePort() throws -> Int {
+    let probe = try LoopbackHTTPServer { _ in ServerResponse(status: 404) }
+    defer { probe.stop() }
+    return probe.port
 }

@@ -20,11 +20,6 @@ func watchBenchmark(binary: String) async throws {
     let cluster = try SimulatedCluster()
     defer { cluster.stop() }
 
-    func freePort() throws -> Int {
-        let probe = try LoopbackHTTPServer { _ in ServerResponse(status: 404) }
-        defer { probe.stop() }
-        return probe.port
-    }
     let rpcPort = try freePort()
     let watchPort = try freePort()
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tsdns-watch-bench-\(getpid())")

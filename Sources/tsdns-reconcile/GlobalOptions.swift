@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UnixSignals
 import Logging
 
 enum LogFormat: String, ExpressibleByArgument, CaseIterable {
@@ -50,3 +51,17 @@ func unblockStopSignals() {
     pthread_sigmask(SIG_UNBLOCK, &signals, nil)
 }
 
+/// Runs a long-lived service group (the loop, the watcher) until it stops; SIGHUP meanwhile
+/// is logged and ignored: a config reload is not supported.
+func runIgnoringHangups(logger: Logger, _ run: @escaping @Sendable () async throws -> Void) async throws {
+    let hangups = await UnixSignalsSequence(trapping: .sighup)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            for await _ in hangups {
+                logger.notice("SIGHUP ignored: the config is not reloaded; restart to apply a new one")
+            }
+        }
+        try await run()
+        group.cancelAll()
+    }
+}

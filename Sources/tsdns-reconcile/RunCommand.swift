@@ -155,17 +155,8 @@ struct RunCommand: AsyncParsableCommand {
             "rpc": "\(resolved.config.rpc.listen.isEmpty ? "disabled" : resolved.config.rpc.listen)",
             "stateFile": "\(resolved.config.state.file ?? "none")",
         ])
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await _ in hangups {
-                        logger.notice("SIGHUP ignored: the config is not reloaded; restart to apply a new one")
-                    }
-                }
-                try await daemon.run()
-                group.cancelAll()
-            }
+            try await runIgnoringHangups(logger: logger) { try await daemon.run() }
         } catch {
             fail("\(error)")
             throw Exit.failure

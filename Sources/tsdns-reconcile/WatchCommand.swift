@@ -3,7 +3,6 @@ import Foundation
 import Logging
 import TSDNSConfig
 import TSDNSServer
-import UnixSignals
 
 struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,17 +35,8 @@ struct WatchCommand: AsyncParsableCommand {
             printError("error: \(error)")
             throw Exit.configError
         }
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await _ in hangups {
-                        logger.notice("SIGHUP ignored: the config is not reloaded; restart to apply a new one")
-                    }
-                }
-                try await daemon.run()
-                group.cancelAll()
-            }
+            try await runIgnoringHangups(logger: logger) { try await daemon.run() }
         } catch {
             printError("error: \(error)")
             throw Exit.failure
