@@ -117,7 +117,7 @@ public enum ConfigParser {
         let reader = Reader(file: file)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try YAMLText.compose(text)
         } catch let error as YamlError {
             throw ConfigError([reader.yamlIssue(error)])
         } catch {
@@ -196,13 +196,13 @@ private final class Reader {
     }
 
     func bool(_ node: Node, _ path: String) -> Bool? {
-        if case .scalar(let scalar) = node, scalar.style == .plain, let value = node.bool { return value }
+        if let value = YAMLText.bool(node) { return value }
         fail(node, path, "\(quoted(node)) is not true or false")
         return nil
     }
 
     func int(_ node: Node, _ path: String, minimum: Int, maximum: Int = Int.max) -> Int? {
-        guard case .scalar(let scalar) = node, scalar.style == .plain, let value = node.int else {
+        guard let value = YAMLText.int(node) else {
             if case .scalar(let scalar) = node, scalar.style != .plain, Int(scalar.string) != nil {
                 fail(node, path, "\(quoted(node)) is a string; write the number without quotes")
             } else {

@@ -87,7 +87,14 @@ public struct Device: Sendable, Equatable, Codable {
 
     /// The device's addresses inside Tailscale's ranges. Anything else a device claims
     /// (`8.8.8.8`, `::ffff:100.64.0.1`) never becomes a managed entry.
-    public var ipAddresses: [IPAddress] { addresses.compactMap(IPAddress.init).filter(\.isTailscaleRange) }
+    public var ipAddresses: [IPAddress] {
+        var found: [IPAddress] = []
+        found.reserveCapacity(addresses.count)
+        for text in addresses {
+            if let address = IPAddress(text), address.isTailscaleRange { found.append(address) }
+        }
+        return found
+    }
 
     /// Which of `wanted` this device carries; none when the `tags` key is absent.
     public func matchingTags(_ wanted: [String]) -> [String] {

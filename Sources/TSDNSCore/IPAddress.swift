@@ -12,22 +12,32 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     public let isIPv4: Bool
 
     public init?(_ text: String) {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            isIPv4 = true
-            high = 0
-            low = UInt64(UInt32(bigEndian: v4.s_addr))
-            return
+        // The C library reads a NUL-terminated copy on the stack: bridging a small string
+        // to C allocates, and a tailnet's devices have 20,000 addresses to parse a run. No
+        // textual address is 64 bytes long; a NUL inside the text is not an address.
+        var text = text
+        let parsed: (isIPv4: Bool, high: UInt64, low: UInt64)? = text.withUTF8 { utf8 in
+            guard utf8.count < 64, !utf8.contains(0) else { return nil }
+            return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+                let base = buffer.baseAddress!
+                utf8.withMemoryRebound(to: CChar.self) { source in
+                    base.update(from: source.baseAddress!, count: source.count)
+                }
+                base[utf8.count] = 0
+                var v4 = in_addr()
+                if inet_pton(AF_INET, base, &v4) == 1 { return (true, 0, UInt64(UInt32(bigEndian: v4.s_addr))) }
+                var v6 = in6_addr()
+                guard inet_pton(AF_INET6, base, &v6) == 1 else { return nil }
+                return withUnsafeBytes(of: &v6) { raw in
+                    var high: UInt64 = 0, low: UInt64 = 0
+                    for index in 0..<8 { high = high << 8 | UInt64(raw[index]) }
+                    for index in 8..<16 { low = low << 8 | UInt64(raw[index]) }
+                    return (false, high, low)
+                }
+            }
         }
-        var v6 = in6_addr()
-        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
-        isIPv4 = false
-        (high, low) = withUnsafeBytes(of: &v6) { raw in
-            var high: UInt64 = 0, low: UInt64 = 0
-            for index in 0..<8 { high = high << 8 | UInt64(raw[index]) }
-            for index in 8..<16 { low = low << 8 | UInt64(raw[index]) }
-            return (high, low)
-        }
+        guard let parsed else { return nil }
+        (isIPv4, high, low) = parsed
     }
 
     /// 4 bytes for IPv4, 16 for IPv6, network order.

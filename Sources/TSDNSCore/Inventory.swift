@@ -50,8 +50,10 @@ public struct ResolverInventory: Sendable {
     /// Nodes that failed and have not passed `successThreshold` checks in a row since: not
     /// added yet (a listed one stays).
     public let heldBack: Set<String>
-    /// Every device claiming each address, in list order.
-    private let ownersByAddress: [IPAddress: [Int]]
+    /// The first device claiming each address, and (rarely) the others, in list order: no
+    /// array per address.
+    private let firstOwner: [IPAddress: Int]
+    private let otherOwners: [IPAddress: [Int]]
 
     public init(
         devices: [Device],
@@ -67,15 +69,21 @@ public struct ResolverInventory: Sendable {
     ) {
         self.devices = devices
         var health: [String: Health] = [:]
+        health.reserveCapacity(devices.count)
         var sources = extraSources
-        var owners: [IPAddress: [Int]] = [:]
-        for (index, device) in devices.enumerated() {
+        var firstOwner: [IPAddress: Int] = [:]
+        firstOwner.reserveCapacity(devices.count * 2)
+        var otherOwners: [IPAddress: [Int]] = [:]
+        for index in devices.indices {
+            let device = devices[index]
             health[device.nodeId] = device.health(now: now, staleAfter: staleAfter)
             // A device shared in from another tailnet carries that tailnet's tags, not ours.
-            for tag in device.matchingTags(resolverTags) where device.isExternal != true {
-                sources[device.nodeId, default: []].insert(tag)
+            if device.isExternal != true {
+                for tag in device.matchingTags(resolverTags) { sources[device.nodeId, default: []].insert(tag) }
             }
-            for address in device.ipAddresses { owners[address, default: []].append(index) }
+            for address in device.ipAddresses {
+                if firstOwner[address] == nil { firstOwner[address] = index } else { otherOwners[address, default: []].append(index) }
+            }
         }
         self.health = health
         self.sources = sources.filter { !$0.value.isEmpty }
@@ -84,13 +92,16 @@ public struct ResolverInventory: Sendable {
         self.failedChecks = failedChecks
         self.probes = probes
         self.heldBack = heldBack
-        self.ownersByAddress = owners
+        self.firstOwner = firstOwner
+        self.otherOwners = otherOwners
     }
 
     /// The device that answers for an address. Where several claim it, a healthy one (the
     /// address is healthy if any owner is), so the verdict does not depend on list order.
     public func owner(of address: IPAddress) -> Device? {
-        guard let owners = ownersByAddress[address]?.map({ devices[$0] }) else { return nil }
+        guard let first = firstOwner[address] else { return nil }
+        guard let others = otherOwners[address] else { return devices[first] }
+        let owners = ([first] + others).map { devices[$0] }
         return owners.first { health(of: $0).isHealthy } ?? owners.first
     }
 

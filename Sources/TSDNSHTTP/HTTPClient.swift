@@ -11,14 +11,12 @@ public final class HTTPClient: Sendable {
     /// to the same host reuses one (no new TCP or TLS handshake).
     private let handles = HandlePool()
 
-    private static let globalInit: Bool = {
-        tsdns_curl_global_init() == CURLE_OK
-    }()
-
     public init(options: HTTPClientOptions = HTTPClientOptions()) {
-        _ = Self.globalInit
         self.options = options
     }
+
+    /// Why libcurl cannot be used (it is loaded on the first transfer), or nil.
+    static var unavailable: String? { tsdns_curl_load().map { String(cString: $0) } }
 
     /// Sends a request and collects the whole body.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
@@ -123,18 +121,18 @@ final class HandlePool: Sendable {
     }
 
     func give(_ handle: UnsafeMutableRawPointer) {
-        curl_easy_reset(handle)
+        tsdns_curl_easy_reset(handle)
         let kept = idle.withLock { idle -> Bool in
             guard idle.count < Self.limit else { return false }
             idle.append(Int(bitPattern: handle))
             return true
         }
-        if !kept { curl_easy_cleanup(handle) }
+        if !kept { tsdns_curl_easy_cleanup(handle) }
     }
 
     deinit {
         for address in idle.withLock({ $0 }) {
-            if let handle = UnsafeMutableRawPointer(bitPattern: address) { curl_easy_cleanup(handle) }
+            if let handle = UnsafeMutableRawPointer(bitPattern: address) { tsdns_curl_easy_cleanup(handle) }
         }
     }
 }
@@ -179,13 +177,16 @@ private final class Transfer: @unchecked Sendable {
 
     func perform() -> Result<HTTPResponse, Error> {
         if isCancelled { return .failure(HTTPClientError.cancelled) }
-        guard let curl = pool?.take() ?? curl_easy_init() else {
+        if let reason = HTTPClient.unavailable {
+            return .failure(HTTPClientError.transport(curlCode: -1, message: "\(request.method) \(request.url): \(reason)", timedOut: false))
+        }
+        guard let curl = pool?.take() ?? tsdns_curl_easy_init() else {
             return .failure(HTTPClientError.transport(curlCode: -1, message: "curl_easy_init failed", timedOut: false))
         }
         handle = curl
         var reusable = false
         defer {
-            if reusable, let pool { pool.give(curl) } else { curl_easy_cleanup(curl) }
+            if reusable, let pool { pool.give(curl) } else { tsdns_curl_easy_cleanup(curl) }
             handle = nil
         }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
@@ -195,9 +196,9 @@ private final class Transfer: @unchecked Sendable {
         var headerList: UnsafeMutablePointer<curl_slist>?
         // An empty Expect stops curl from waiting for "100 Continue" on larger bodies.
         for header in request.headers + [HTTPHeader("Expect", "")] {
-            headerList = curl_slist_append(headerList, "\(header.name): \(header.value)")
+            headerList = tsdns_curl_slist_append(headerList, "\(header.name): \(header.value)")
         }
-        defer { curl_slist_free_all(headerList) }
+        defer { tsdns_curl_slist_free_all(headerList) }
 
         let context = Unmanaged.passUnretained(self).toOpaque()
         _ = tsdns_curl_setopt_string(curl, CURLOPT_URL, request.url)
@@ -220,8 +221,8 @@ private final class Transfer: @unchecked Sendable {
         _ = tsdns_curl_setopt_slist(curl, CURLOPT_HTTPHEADER, headerList)
         if let proxy = options.proxy { _ = tsdns_curl_setopt_string(curl, CURLOPT_PROXY, proxy) }
         var connectTo: UnsafeMutablePointer<curl_slist>?
-        for entry in options.connectTo { connectTo = curl_slist_append(connectTo, entry) }
-        defer { curl_slist_free_all(connectTo) }
+        for entry in options.connectTo { connectTo = tsdns_curl_slist_append(connectTo, entry) }
+        defer { tsdns_curl_slist_free_all(connectTo) }
         if connectTo != nil { _ = tsdns_curl_setopt_slist(curl, CURLOPT_CONNECT_TO, connectTo) }
         applyTLS(curl)
         applyMethodAndBody(curl)
@@ -230,15 +231,16 @@ private final class Transfer: @unchecked Sendable {
             let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
             let length = size * count
             if transfer.isCancelled { return 0 }
-            let chunk = pointer.map { Data(bytes: $0, count: length) } ?? Data()
+            guard let pointer, length > 0 else { return length }
             if let onChunk = transfer.onChunk {
-                onChunk(transfer, chunk)
+                onChunk(transfer, Data(bytes: pointer, count: length))
             } else {
                 guard transfer.body.count + length <= transfer.options.maxBodySize else {
                     transfer.bodyTooLarge = true
                     return 0  // aborts the transfer
                 }
-                transfer.body.append(chunk)
+                // Straight into the reserved buffer: no intermediate copy of each chunk.
+                pointer.withMemoryRebound(to: UInt8.self, capacity: length) { transfer.body.append($0, count: length) }
             }
             return length
         })
@@ -262,12 +264,12 @@ private final class Transfer: @unchecked Sendable {
         })
         _ = tsdns_curl_setopt_pointer(curl, CURLOPT_XFERINFODATA, context)
 
-        let code = curl_easy_perform(curl)
+        let code = tsdns_curl_easy_perform(curl)
         if isCancelled { return .failure(HTTPClientError.cancelled) }
         if bodyTooLarge { return .failure(HTTPClientError.bodyTooLarge(url: request.url, limit: options.maxBodySize)) }
         guard code == CURLE_OK else {
             var message = String(cString: errorBuffer)
-            if message.isEmpty { message = String(cString: curl_easy_strerror(code)) }
+            if message.isEmpty { message = String(cString: tsdns_curl_easy_strerror(code)) }
             return .failure(HTTPClientError.transport(
                 curlCode: Int(code.rawValue),
                 message: "\(request.method) \(request.url): \(message)",

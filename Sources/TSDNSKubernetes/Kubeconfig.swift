@@ -103,7 +103,7 @@ enum KubeconfigParser {
         let reader = Reader(file: file)
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try YAMLText.compose(text)
         } catch let error as YamlError {
             throw KubeconfigError([ConfigIssue.yaml(error, file: file)])
         } catch {
@@ -200,7 +200,7 @@ enum KubeconfigParser {
         }
 
         func bool(_ node: Node, _ path: String) -> Bool? {
-            if let value = node.bool { return value }
+            if let value = YAMLText.bool(node) { return value }
             fail(node, path, "\(ConfigIssue.quote(node.string ?? "")) is not true or false")
             return nil
         }

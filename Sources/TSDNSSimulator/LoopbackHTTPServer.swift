@@ -1,4 +1,3 @@
-import COpenSSL
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -92,13 +91,13 @@ public final class LoopbackHTTPServer: Sendable {
     public let port: Int
     private let listener: Int32
     private let handler: Handler
-    private let tls: ServerTLS?
+    private let tls: (any ServerSecurity)?
     private let state = Mutex<(running: Bool, connections: Set<Int32>)>((true, []))
     private let accepted = Atomic<Int>(0)
 
     /// With `tls`, every connection is HTTPS (a real client such as kubectl sends
     /// credentials only over TLS).
-    public init(port requestedPort: Int = 0, tls: ServerTLS? = nil, handler: @escaping Handler) throws {
+    public init(port requestedPort: Int = 0, tls: (any ServerSecurity)? = nil, handler: @escaping Handler) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SimulatorError.socket("socket: \(String(cString: strerror(errno)))") }
         var yes: Int32 = 1
@@ -183,7 +182,7 @@ public final class LoopbackHTTPServer: Sendable {
     private func serve(_ descriptor: Int32) {
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        guard let connection = ServerConnection(descriptor, tls: tls) else { return }
+        guard let connection = ServerConnection(descriptor, security: tls) else { return }
         defer { connection.close() }
         var pending = Data()
         while isRunning {
@@ -274,77 +273,47 @@ public enum SimulatorError: Error, CustomStringConvertible {
     }
 }
 
-/// A TLS server identity, and optionally the CA whose client certificates it accepts. The
-/// context is built once; every connection shares it.
-public final class ServerTLS: @unchecked Sendable {
-    fileprivate let context: OpaquePointer
-
-    public init(certificateChainFile: String, keyFile: String, clientCAFile: String? = nil) throws {
-        // SSL_write cannot pass MSG_NOSIGNAL: a client that hangs up must not kill the process.
-        signal(SIGPIPE, SIG_IGN)
-        guard let context = SSL_CTX_new(TLS_server_method()) else { throw SimulatorError.socket("SSL_CTX_new failed") }
-        self.context = context
-        guard SSL_CTX_use_certificate_chain_file(context, certificateChainFile) == 1 else {
-            throw SimulatorError.socket("cannot load the certificate \(certificateChainFile)")
-        }
-        guard SSL_CTX_use_PrivateKey_file(context, keyFile, SSL_FILETYPE_PEM) == 1 else {
-            throw SimulatorError.socket("cannot load the key \(keyFile)")
-        }
-        if let clientCAFile {
-            guard SSL_CTX_load_verify_locations(context, clientCAFile, nil) == 1 else {
-                throw SimulatorError.socket("cannot load the client CA \(clientCAFile)")
-            }
-            // Ask for a certificate but admit clients without one: they may bring a token.
-            SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
-        }
-    }
-
-    deinit { SSL_CTX_free(context) }
+/// The TLS server side the loopback server can speak: the handshake on an accepted socket.
+/// `TSDNSSimulatorTLS` implements it with OpenSSL, outside this target, so the shipped
+/// binary (whose demo serves plain HTTP) neither carries nor loads a TLS server.
+public protocol ServerSecurity: Sendable {
+    /// The secured channel, or nil when the handshake fails.
+    func accept(_ descriptor: Int32) -> (any SecureChannel)?
 }
 
-/// One accepted connection, plain or TLS.
+/// One secured connection: reads and writes like `recv`/`send` (a count, 0 or less at the
+/// end or on an error).
+public protocol SecureChannel: AnyObject {
+    /// The verified client certificate's common name.
+    var peerName: String? { get }
+    func read(_ buffer: UnsafeMutableRawBufferPointer) -> Int
+    func write(_ bytes: UnsafeRawBufferPointer) -> Int
+    func close()
+}
+
+/// One accepted connection, plain or secured.
 private final class ServerConnection: @unchecked Sendable {
     let descriptor: Int32
-    private let ssl: OpaquePointer?
-    /// The verified client certificate's common name.
-    private(set) var peerName: String?
+    private let channel: (any SecureChannel)?
 
-    init?(_ descriptor: Int32, tls: ServerTLS?) {
+    var peerName: String? { channel?.peerName }
+
+    init?(_ descriptor: Int32, security: (any ServerSecurity)?) {
         self.descriptor = descriptor
-        guard let tls else {
-            ssl = nil
+        guard let security else {
+            channel = nil
             return
         }
-        guard let ssl = SSL_new(tls.context) else { return nil }
-        self.ssl = ssl
-        SSL_set_fd(ssl, descriptor)
-        guard SSL_accept(ssl) == 1 else {
-            SSL_free(ssl)
-            return nil
-        }
-        if SSL_get_verify_result(ssl) == X509_V_OK, let certificate = SSL_get1_peer_certificate(ssl) {
-            defer { X509_free(certificate) }
-            var buffer = [CChar](repeating: 0, count: 256)
-            let length = X509_NAME_get_text_by_NID(X509_get_subject_name(certificate), NID_commonName, &buffer, Int32(buffer.count))
-            if length > 0 {
-                peerName = String(decoding: buffer.prefix(Int(length)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            }
-        }
+        guard let channel = security.accept(descriptor) else { return nil }
+        self.channel = channel
     }
 
-    func close() {
-        guard let ssl else { return }
-        SSL_shutdown(ssl)
-        SSL_free(ssl)
-    }
+    func close() { channel?.close() }
 
     func receive() -> Data? {
         var bytes = [UInt8](repeating: 0, count: 65536)
-        let count: Int
-        if let ssl {
-            count = Int(SSL_read(ssl, &bytes, Int32(bytes.count)))
-        } else {
-            count = recv(descriptor, &bytes, bytes.count, 0)
+        let count = bytes.withUnsafeMutableBytes { buffer in
+            channel?.read(buffer) ?? recv(descriptor, buffer.baseAddress, buffer.count, 0)
         }
         guard count > 0 else { return nil }
         return Data(bytes[0..<count])
@@ -355,14 +324,10 @@ private final class ServerConnection: @unchecked Sendable {
         data.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let sent: Int
-                if let ssl {
-                    sent = Int(SSL_write(ssl, raw.baseAddress! + offset, Int32(raw.count - offset)))
-                } else {
-                    sent = send(descriptor, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
-                }
+                let rest = UnsafeRawBufferPointer(rebasing: raw[offset...])
+                let sent = channel?.write(rest) ?? send(descriptor, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
                 if sent <= 0 {
-                    if sent < 0 && ssl == nil && errno == EINTR { continue }
+                    if sent < 0 && channel == nil && errno == EINTR { continue }
                     return false
                 }
                 offset += sent

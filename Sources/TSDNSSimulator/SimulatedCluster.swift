@@ -103,7 +103,7 @@ public final class SimulatedCluster: Sendable {
 
     /// `historyLimit` bounds the events kept for watches: a watch from before them gets 410.
     public init(
-        token: String = "k8s-simulated-token", tls: ServerTLS? = nil, historyLimit: Int = 1000,
+        token: String = "k8s-simulated-token", tls: (any ServerSecurity)? = nil, historyLimit: Int = 1000,
         bookmarkInterval: Duration = .seconds(60), port: Int = 0
     ) throws {
         self.token = token

@@ -35,13 +35,21 @@ public enum DeviceListDecoder {
     }
 }
 
+/// A string's content as it stands in the bytes, between its quotes; `escaped` when it
+/// has a backslash escape, so its text differs from its bytes.
+private struct Key {
+    var start: Int
+    var end: Int
+    var escaped: Bool
+}
+
 private struct Scanner {
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
     var depth = 0
-    /// Where we are, for errors: the device index and key.
+    /// Where we are, for errors: the device index and key (its text is decoded only for an error).
     var deviceIndex: Int?
-    var key: String?
+    var key: Key?
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
@@ -54,11 +62,19 @@ private struct Scanner {
         var path = ""
         if let deviceIndex {
             path = "devices[\(deviceIndex)]"
-            if let key { path += ".\(key)" }
+            if let key { path += ".\(text(of: key))" }
         } else if let key {
-            path = key
+            path = text(of: key)
         }
         return DeviceListError(path: path, message: message, offset: offset ?? index)
+    }
+
+    /// A key's text, escapes decoded (it was read once already, so it decodes).
+    @inline(never)
+    func text(of key: Key) -> String {
+        var reader = Scanner(bytes)
+        reader.index = key.start - 1
+        return TerminalText.escape((try? reader.string()) ?? "?")
     }
 
     @inline(never)
@@ -80,8 +96,8 @@ private struct Scanner {
         }
         var devices: [Device]?
         try object { scanner, key throws(DeviceListError) in
-            if key == "devices" && devices == nil {
-                scanner.key = "devices"
+            if devices == nil && scanner.matches(key, "devices") {
+                scanner.key = key
                 if scanner.peek() == UInt8(ascii: "n") {
                     try scanner.literal("null")
                     throw scanner.fail("is null; expected a list of devices")
@@ -129,19 +145,19 @@ private struct Scanner {
         try object { s, key throws(DeviceListError) in
             s.key = key
             // `x == nil`: the first occurrence of a key wins; later ones are only checked.
-            switch key {
-            case "id" where id == nil: id = .some(try s.optionalString())
-            case "nodeId" where nodeId == nil: nodeId = .some(try s.optionalString())
-            case "name" where name == nil: name = .some(try s.optionalString())
-            case "hostname" where hostname == nil: hostname = .some(try s.optionalString())
-            case "addresses" where addresses == nil: addresses = .some(try s.optionalStrings())
-            case "tags" where tags == nil: tags = .some(try s.optionalStrings())
-            case "authorized" where authorized == nil: authorized = .some(try s.optionalBool())
-            case "connectedToControl" where connected == nil: connected = .some(try s.optionalBool())
-            case "lastSeen" where lastSeen == nil: lastSeen = .some(try s.optionalTimestamp())
-            case "expires" where expires == nil: expires = .some(try s.optionalTimestamp())
-            case "keyExpiryDisabled" where keyExpiryDisabled == nil: keyExpiryDisabled = .some(try s.optionalBool())
-            case "isExternal" where isExternal == nil: isExternal = .some(try s.optionalBool())
+            switch s.field(key) {
+            case .id where id == nil: id = .some(try s.optionalString())
+            case .nodeId where nodeId == nil: nodeId = .some(try s.optionalString())
+            case .name where name == nil: name = .some(try s.optionalString())
+            case .hostname where hostname == nil: hostname = .some(try s.optionalString())
+            case .addresses where addresses == nil: addresses = .some(try s.optionalStrings())
+            case .tags where tags == nil: tags = .some(try s.optionalStrings())
+            case .authorized where authorized == nil: authorized = .some(try s.optionalBool())
+            case .connectedToControl where connected == nil: connected = .some(try s.optionalBool())
+            case .lastSeen where lastSeen == nil: lastSeen = .some(try s.optionalTimestamp())
+            case .expires where expires == nil: expires = .some(try s.optionalTimestamp())
+            case .keyExpiryDisabled where keyExpiryDisabled == nil: keyExpiryDisabled = .some(try s.optionalBool())
+            case .isExternal where isExternal == nil: isExternal = .some(try s.optionalBool())
             default: try s.skipValue()
             }
             s.key = nil
@@ -158,6 +174,66 @@ private struct Scanner {
             connectedToControl: connected ?? nil, lastSeen: lastSeen ?? nil, expires: expires ?? nil,
             keyExpiryDisabled: keyExpiryDisabled ?? nil, isExternal: isExternal ?? nil
         )
+    }
+
+    // MARK: Keys
+
+    /// The keys `Device` keeps.
+    enum Field {
+        case id, nodeId, name, hostname, addresses, tags, authorized, connectedToControl
+        case lastSeen, expires, keyExpiryDisabled, isExternal, other
+    }
+
+    /// Which kept key this is, compared as bytes: no `String` is made for a key.
+    @inline(__always)
+    func field(_ key: Key) -> Field {
+        if key.escaped { return escapedField(key) }
+        switch key.end - key.start {
+        case 2: return matches(key, "id") ? .id : .other
+        case 4: return matches(key, "name") ? .name : matches(key, "tags") ? .tags : .other
+        case 6: return matches(key, "nodeId") ? .nodeId : .other
+        case 7: return matches(key, "expires") ? .expires : .other
+        case 8: return matches(key, "hostname") ? .hostname : matches(key, "lastSeen") ? .lastSeen : .other
+        case 9: return matches(key, "addresses") ? .addresses : .other
+        case 10: return matches(key, "authorized") ? .authorized : matches(key, "isExternal") ? .isExternal : .other
+        case 17: return matches(key, "keyExpiryDisabled") ? .keyExpiryDisabled : .other
+        case 18: return matches(key, "connectedToControl") ? .connectedToControl : .other
+        default: return .other
+        }
+    }
+
+    /// A key written with escapes (`"node\u0049d"` is `nodeId`): decoded, then compared.
+    @inline(never)
+    func escapedField(_ key: Key) -> Field {
+        var reader = Scanner(bytes)
+        reader.index = key.start - 1
+        switch try? reader.string() {
+        case "id": return .id
+        case "nodeId": return .nodeId
+        case "name": return .name
+        case "hostname": return .hostname
+        case "addresses": return .addresses
+        case "tags": return .tags
+        case "authorized": return .authorized
+        case "connectedToControl": return .connectedToControl
+        case "lastSeen": return .lastSeen
+        case "expires": return .expires
+        case "keyExpiryDisabled": return .keyExpiryDisabled
+        case "isExternal": return .isExternal
+        default: return .other
+        }
+    }
+
+    /// Whether the key is exactly `word` (ASCII); an escaped key is decoded first.
+    @inline(__always)
+    func matches(_ key: Key, _ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        if key.escaped {
+            var reader = Scanner(bytes)
+            reader.index = key.start - 1
+            return (try? reader.string()) == word.description
+        }
+        return key.end - key.start == count && memcmp(bytes.baseAddress! + key.start, word.utf8Start, count) == 0
     }
 
     // MARK: Typed values (null is absent)
@@ -196,8 +272,16 @@ private struct Scanner {
     /// RFC 3339; `""` is absent (external devices have no timestamps).
     mutating func optionalTimestamp() throws(DeviceListError) -> Date? {
         let start = index
+        // The canonical form is read from the bytes, with no string made.
+        if peek() == UInt8(ascii: "\"") {
+            let content = try scanString()
+            if !content.escaped, let date = Self.canonicalTimestamp(UnsafeBufferPointer(rebasing: bytes[content.start..<content.end])) {
+                return date
+            }
+            index = start
+        }
         guard let text = try optionalString(), !text.isEmpty else { return nil }
-        if let date = Self.canonicalTimestamp(text) ?? Timestamp.parse(text) { return date }
+        if let date = Timestamp.parse(text) { return date }
         throw fail("\(Self.quoted(text)) is not an RFC 3339 timestamp", at: start)
     }
 
@@ -213,27 +297,24 @@ private struct Scanner {
 
     /// `2026-11-26T10:00:00Z`, the form the API sends, without a formatter; nil for
     /// anything else (fractions, offsets, years before 1900), which `Timestamp.parse` reads.
-    static func canonicalTimestamp(_ text: String) -> Date? {
-        var text = text
-        return text.withUTF8 { b -> Date? in
-            guard b.count == 20, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54, b[13] == 0x3A, b[16] == 0x3A, b[19] == 0x5A else { return nil }
-            func number(_ from: Int, _ count: Int) -> Int? {
-                var value = 0
-                for position in from..<(from + count) {
-                    let digit = Int(b[position]) - 48
-                    guard (0...9).contains(digit) else { return nil }
-                    value = value * 10 + digit
-                }
-                return value
+    static func canonicalTimestamp(_ b: UnsafeBufferPointer<UInt8>) -> Date? {
+        guard b.count == 20, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54, b[13] == 0x3A, b[16] == 0x3A, b[19] == 0x5A else { return nil }
+        func number(_ from: Int, _ count: Int) -> Int? {
+            var value = 0
+            for position in from..<(from + count) {
+                let digit = Int(b[position]) - 48
+                guard (0...9).contains(digit) else { return nil }
+                value = value * 10 + digit
             }
-            // From 1900 on: Foundation reads earlier dates in the Julian calendar.
-            guard let year = number(0, 4), year >= 1900, let month = number(5, 2), let day = number(8, 2),
-                  let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-                  (1...12).contains(month), day >= 1, day <= daysIn(month, year), hour < 24, minute < 60, second < 60
-            else { return nil }
-            let days = daysFromCivil(year, month, day)
-            return Date(timeIntervalSince1970: Double(days * 86400 + hour * 3600 + minute * 60 + second))
+            return value
         }
+        // From 1900 on: Foundation reads earlier dates in the Julian calendar.
+        guard let year = number(0, 4), year >= 1900, let month = number(5, 2), let day = number(8, 2),
+              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+              (1...12).contains(month), day >= 1, day <= daysIn(month, year), hour < 24, minute < 60, second < 60
+        else { return nil }
+        let days = daysFromCivil(year, month, day)
+        return Date(timeIntervalSince1970: Double(days * 86400 + hour * 3600 + minute * 60 + second))
     }
 
     static func daysIn(_ month: Int, _ year: Int) -> Int {
@@ -277,7 +358,7 @@ private struct Scanner {
     }
 
     /// `{ "key": value, ... }`; `member` reads each value (the index is at its first byte).
-    mutating func object(_ member: (inout Scanner, String) throws(DeviceListError) -> Void) throws(DeviceListError) {
+    mutating func object(_ member: (inout Scanner, Key) throws(DeviceListError) -> Void) throws(DeviceListError) {
         try enter()
         index += 1  // {
         skipWhitespace()
@@ -288,7 +369,7 @@ private struct Scanner {
         }
         while true {
             guard peek() == UInt8(ascii: "\"") else { throw unexpected() }
-            let key = try string()
+            let key = try scanString()
             skipWhitespace()
             guard peek() == UInt8(ascii: ":") else { throw unexpected() }
             index += 1
@@ -397,7 +478,9 @@ private struct Scanner {
         // Fast path: no escapes — the common case for every field the API sends — and
         // ASCII, which needs no validation (`String(validating:)` is not specialized and
         // costs a metadata lookup a call).
-        while index < bytes.count {
+        while true {
+            skipPlainASCII()
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             if byte == 0x22 {
                 let content = UnsafeBufferPointer(rebasing: bytes[start..<index])
@@ -433,28 +516,67 @@ private struct Scanner {
     }
 
     /// A string checked and dropped: escapes, control characters and UTF-8 validated.
+    @inline(__always)
     mutating func skipString() throws(DeviceListError) {
+        _ = try scanString()
+    }
+
+    /// A string checked (escapes, control characters, UTF-8) but not decoded: where its
+    /// content lies. Keys are read so, and compared as bytes.
+    mutating func scanString() throws(DeviceListError) -> Key {
         index += 1
+        let contentStart = index
+        // UTF-8 is validated per run between escapes, and only where a byte is not ASCII.
         var start = index
-        while index < bytes.count {
+        var ascii = true
+        var escaped = false
+        while true {
+            skipPlainASCII()
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             switch byte {
             case 0x22:
-                try validateUTF8(start, index)
+                if !ascii { try validateUTF8(start, index) }
                 index += 1
-                return
+                return Key(start: contentStart, end: index - 1, escaped: escaped)
             case 0x5C:
-                try validateUTF8(start, index)
+                if !ascii { try validateUTF8(start, index) }
                 var scratch: [UInt8] = []
                 try escape(into: &scratch)
                 start = index
+                ascii = true
+                escaped = true
             case 0..<0x20:
                 throw fail("a control character in a string")
             default:
+                if byte >= 0x80 { ascii = false }
                 index += 1
             }
         }
         throw fail("unexpected end of the document in a string")
+    }
+
+    /// Moves past bytes that need no attention in a string (printable ASCII other than `"`
+    /// and `\\`), eight at a time: the index stops at the first byte that does, or near the end.
+    @inline(__always)
+    mutating func skipPlainASCII() {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let base = UnsafeRawPointer(bytes.baseAddress!)
+        while index + 8 <= bytes.count {
+            let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+            // Per byte: zero after xor with `"` or `\`, below 0x20, or 0x80 and up. Borrows
+            // only run upwards, so the lowest flagged byte is a true one.
+            let quote = word ^ (ones &* 0x22)
+            let backslash = word ^ (ones &* 0x5C)
+            let flagged = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (word &- ones &* 0x20) | word
+            let special = flagged & highs
+            if special != 0 {
+                index += (UInt64(littleEndian: special).trailingZeroBitCount) / 8
+                return
+            }
+            index += 8
+        }
     }
 
     func validateUTF8(_ from: Int, _ to: Int) throws(DeviceListError) {

@@ -3,33 +3,56 @@ import TSDNSConfig
 import TSDNSCore
 import TSDNSSimulator
 
+/// The once benchmark's tailnet: 10,000 devices, 20 tagged resolvers, all listed (idle),
+/// and a config file pointing at it.
+struct BenchTailnet {
+    let tailnet: SimulatedTailnet
+    let devices: [Device]
+    let directory: URL
+    let keyFile: URL
+    let config: URL
+
+    init(deviceCount: Int = 10_000, resolverCount: Int = 20) throws {
+        tailnet = try SimulatedTailnet()
+        var devices: [Device] = []
+        for n in 1...deviceCount {
+            let isResolver = n <= resolverCount
+            devices.append(SimulatedDevices.device(n, hostname: isResolver ? "dns-\(n)" : "host-\(n)", tags: isResolver ? ["tag:dns"] : nil))
+        }
+        self.devices = devices
+        tailnet.setDevices(devices)
+        tailnet.setNameservers(["1.1.1.1"] + devices.prefix(resolverCount).map { $0.addresses[0] })
+
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tsdns-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        keyFile = directory.appendingPathComponent("api-key")
+        try tailnet.apiKey.write(to: keyFile, atomically: true, encoding: .utf8)
+        config = directory.appendingPathComponent("config.yaml")
+        try """
+        tailscale:
+          apiURL: \(tailnet.baseURL)
+          apiKeyFile: \(keyFile.path)
+        """.write(to: config, atomically: true, encoding: .utf8)
+    }
+}
+
+/// `tsdns-bench serve`: the once benchmark's tailnet until interrupted, for profiling by hand
+/// (`perf record tsdns-reconcile run --dry-run --config <printed path>`).
+func serveBenchTailnet() throws -> Never {
+    let bench = try BenchTailnet()
+    let text = "config: \(bench.config.path)\ndevices: \(bench.tailnet.baseURL)/api/v2/tailnet/-/devices (bearer \(bench.tailnet.apiKey))\n"
+    FileHandle.standardOutput.write(Data(text.utf8))
+    while true { sleep(3600) }
+}
+
 /// `run --dry-run` and `run --once` against 10,000 devices: wall time, peak RSS, requests.
 func onceBenchmark(binary: String) throws {
-    let deviceCount = 10_000
     let resolverCount = 20
     let runs = 5
-
-    let tailnet = try SimulatedTailnet()
-    var devices: [Device] = []
-    for n in 1...deviceCount {
-        let isResolver = n <= resolverCount
-        devices.append(SimulatedDevices.device(n, hostname: isResolver ? "dns-\(n)" : "host-\(n)", tags: isResolver ? ["tag:dns"] : nil))
-    }
-    tailnet.setDevices(devices)
-    let listed = devices.prefix(resolverCount).map { $0.addresses[0] }
-    tailnet.setNameservers(["1.1.1.1"] + listed)
-
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tsdns-bench-\(getpid())")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let bench = try BenchTailnet(resolverCount: resolverCount)
+    let (tailnet, devices, directory, keyFile, config) = (bench.tailnet, bench.devices, bench.directory, bench.keyFile, bench.config)
+    let deviceCount = devices.count
     defer { try? FileManager.default.removeItem(at: directory) }
-    let keyFile = directory.appendingPathComponent("api-key")
-    try tailnet.apiKey.write(to: keyFile, atomically: true, encoding: .utf8)
-    let config = directory.appendingPathComponent("config.yaml")
-    try """
-    tailscale:
-      apiURL: \(tailnet.baseURL)
-      apiKeyFile: \(keyFile.path)
-    """.write(to: config, atomically: true, encoding: .utf8)
 
     print("tsdns-bench: \(binary)")
     print("simulated tailnet: \(deviceCount) devices, \(resolverCount) tagged resolvers, all listed (idle)")

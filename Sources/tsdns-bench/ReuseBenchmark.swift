@@ -5,6 +5,7 @@ import TSDNSCore
 import TSDNSHTTP
 import TSDNSRuntime
 import TSDNSSimulator
+import TSDNSSimulatorTLS
 import TSDNSTailscale
 
 /// Connection reuse against a simulated tailnet over TLS: the requests of an RPC add

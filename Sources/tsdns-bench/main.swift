@@ -5,13 +5,19 @@
 //   tsdns-bench probe                             a healthcheck's DNS probes (needs dnsmasq)
 //   tsdns-bench watch [BINARY]                    Service created → nameserver write, run + watch
 //   tsdns-bench reuse                             connection reuse against a TLS simulator
+//   tsdns-bench decode                            the devices body decoded in process, inventory
+//   tsdns-bench serve                             the one-shot runs' tailnet, until interrupted
 import Foundation
 
 var arguments = Array(CommandLine.arguments.dropFirst())
-let mode = ["loop", "probe", "watch", "reuse"].contains(arguments.first ?? "") ? arguments.removeFirst() : "once"
+let mode = ["loop", "probe", "watch", "reuse", "serve", "decode"].contains(arguments.first ?? "") ? arguments.removeFirst() : "once"
 let binary = arguments.first
     ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tsdns-reconcile").path
-if mode == "probe" {
+if mode == "decode" {
+    try await decodeBenchmark()
+} else if mode == "serve" {
+    try serveBenchTailnet()
+} else if mode == "probe" {
     try await probeBenchmark()
 } else if mode == "reuse" {
     try await reuseBenchmark()

@@ -75,7 +75,7 @@ struct CtlCommand: AsyncParsableCommand {
     }
 
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the inventory: resolvers, health, pending, excluded.")
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the inventory: resolvers, health, pending, excluded.")
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile
@@ -86,7 +86,7 @@ struct CtlCommand: AsyncParsableCommand {
     }
 
     struct Sources: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the source sets (PUT /v1/sources) and how each member stands.")
+        static let configuration = CommandConfiguration(commandName: "sources", abstract: "List the source sets (PUT /v1/sources) and how each member stands.")
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile
@@ -97,7 +97,7 @@ struct CtlCommand: AsyncParsableCommand {
     }
 
     struct Sync: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run a sync now and print its plan.")
+        static let configuration = CommandConfiguration(commandName: "sync", abstract: "Run a sync now and print its plan.")
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile
@@ -109,7 +109,7 @@ struct CtlCommand: AsyncParsableCommand {
     }
 
     struct Healthcheck: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run a healthcheck now and print its plan.")
+        static let configuration = CommandConfiguration(commandName: "healthcheck", abstract: "Run a healthcheck now and print its plan.")
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile
@@ -121,7 +121,7 @@ struct CtlCommand: AsyncParsableCommand {
     }
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a resolver node (IP, hostname, MagicDNS name, nodeId or id).")
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a resolver node (IP, hostname, MagicDNS name, nodeId or id).")
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile
@@ -139,7 +139,7 @@ struct CtlCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a resolver node and keep it out (until added again or sync.exclusionTTL).")
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a resolver node and keep it out (until added again or sync.exclusionTTL).")
         @OptionGroup var leaf: Leaf
         @ParentCommand var ctl: CtlCommand
         @ParentCommand var root: TSDNSReconcile

@@ -128,6 +128,23 @@ struct ConfigParserTests {
         ])
     }
 
+    /// Booleans and numbers are recognised without the YAML resolver's regular
+    /// expressions: YAML 1.1's boolean spellings, and whole numbers in decimal only (YAML
+    /// 1.1 would read 010 as 8, 0x10 as 16 and 1_0 as 10, none of which reads as meant).
+    @Test func booleansAndNumbersAsWritten() throws {
+        for (text, value) in [("true", true), ("True", true), ("YES", true), ("on", true), ("false", false), ("No", false), ("OFF", false)] {
+            let parsed = try ConfigParser.parse("resolvers:\n  target:\n    global: \(text)\n    splitDNS: [example.com]\n", file: "config.yaml")
+            #expect(parsed.config.resolvers.global == value, "\(text)")
+        }
+        #expect(issues("resolvers:\n  target:\n    global: tRUE\n") == [#"config.yaml:3: resolvers.target.global: "tRUE" is not true or false"#])
+        #expect(try ConfigParser.parse("safety:\n  maxRemovals: +3\n", file: "config.yaml").config.safety.maxRemovals == 3)
+        #expect(try ConfigParser.parse("safety:\n  maxRemovals: 0\n", file: "config.yaml").config.safety.maxRemovals == 0)
+        for text in ["010", "0x10", "0b1", "1_0", "1:30", "--1", "+-1", "1.0", "1e3", "99999999999999999999"] {
+            #expect(issues("safety:\n  maxRemovals: \(text)\n") == [#"config.yaml:2: safety.maxRemovals: "\#(text)" is not a whole number"#], "\(text)")
+        }
+        #expect(issues("safety:\n  maxRemovals: \"3\"\n") == [#"config.yaml:2: safety.maxRemovals: "3" is a string; write the number without quotes"#])
+    }
+
     @Test func badValues() {
         let yaml = """
         resolvers:

@@ -12,6 +12,18 @@ struct ValueTests {
         #expect(IPAddress("") == nil)
     }
 
+    /// Parsed from a copy on the stack: a NUL inside the text ends nothing early, and text
+    /// longer than any address form is not one.
+    @Test func hostileTextIsNotAnAddress() {
+        #expect(IPAddress("100.64.0.1\u{0}junk") == nil)
+        #expect(IPAddress("\u{0}100.64.0.1") == nil)
+        #expect(IPAddress("::ffff:100.64.0.1")?.description == "::ffff:100.64.0.1")
+        #expect(IPAddress("0000:0000:0000:0000:0000:ffff:100.064.000.001") == nil, "leading zeros in the IPv4 part")
+        #expect(IPAddress("0000:0000:0000:0000:0000:ffff:100.64.0.1")?.description == "::ffff:100.64.0.1", "45 bytes, the longest form")
+        #expect(IPAddress(String(repeating: "0", count: 60) + "::1") == nil)
+        #expect(IPAddress("100.64.0.1 ") == nil)
+    }
+
     @Test func tailscaleRanges() {
         #expect(IPAddress("100.64.0.1")!.isTailscaleRange)
         #expect(IPAddress("100.127.255.254")!.isTailscaleRange)

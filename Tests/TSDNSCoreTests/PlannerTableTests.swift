@@ -210,6 +210,10 @@ private let cases: [PlannerCase] = [
     PlannerCase(name: "two devices claim one address, both down: removed", current: ["1.1.1.1", v4(5)],
                 devices: [device(5, .disconnected), { var d = device(5, .unauthorized); d.nodeId = "node5b"; return d }()],
                 desired: ["1.1.1.1"], removed: [v4(5)]),
+    PlannerCase(name: "three devices claim one address: healthy if any is (healthy third)", current: ["1.1.1.1", v4(5)],
+                devices: [{ var d = device(5, .disconnected, host: "b"); d.nodeId = "node5b"; return d }(),
+                          { var d = device(5, .unauthorized, host: "c"); d.nodeId = "node5c"; return d }(), device(5, host: "a")],
+                desired: ["1.1.1.1", v4(5)]),
 ]
 
 @Suite("Planner truth table")

@@ -98,6 +98,28 @@ struct BinaryTests {
         #expect(tailnet.requests.count == 2, "1 devices GET + 1 nameservers GET")
     }
 
+    /// libcurl is loaded on the first request, not at start (that costs every start ~8 ms):
+    /// with a broken one first on the library path, `--help` and `validate` work, and a run
+    /// fails saying what is missing, having sent nothing.
+    @Test func libcurlIsLoadedOnFirstUseAndItsAbsenceIsNamed() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let dir = try ConfigDirectory(tailnet: tailnet)
+        defer { dir.remove() }
+        try write("not a shared library\n", to: dir.url.appendingPathComponent("libcurl.so.4"))
+        let environment = ["LD_LIBRARY_PATH": dir.url.path]
+        let help = try await Binary.run(["--help"], environment: environment)
+        #expect(help.status == 0, "\(help.stderr)")
+        #expect(help.stdout.contains("USAGE"))
+        let validate = try await Binary.run(["validate", "--config", dir.config], environment: environment)
+        #expect(validate.status == 0, "\(validate.stderr)")
+        #expect(validate.stdout.contains("config OK"))
+        let once = try await Binary.run(["run", "--once", "--config", dir.config], environment: environment)
+        #expect(once.status == 1)
+        #expect(once.stderr.contains("cannot load libcurl.so.4: \(dir.url.path)/libcurl.so.4"), "\(once.stderr)")
+        #expect(tailnet.requests.isEmpty)
+    }
+
     @Test func dryRunExitsTwoWithChangesAndWritesNothing() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TSDNSSimulator
+import TSDNSSimulatorTLS
 
 /// The simulated API server is believable: the real kubectl (1.32 preinstalled on this machine
 /// kind, or 1.37 that `make deps` installs where there is none) lists, pages and watches

@@ -5,6 +5,7 @@ import TSDNSConfig
 import TSDNSHTTP
 import TSDNSKubernetes
 import TSDNSSimulator
+import TSDNSSimulatorTLS
 
 /// A cluster entry whose kubeconfig (written into `directory`) points at `cluster`.
 func clusterConfig(

@@ -76,6 +76,10 @@ struct DeviceListDecoderTests {
         ("whitespace everywhere", " \n\t{ \"devices\" : [ { \"nodeId\" : \"n1\" , \"name\" : \"a\" , \"hostname\" : \"a\" , \"addresses\" : [ \"x\" , \"y\" ] } ] } \r\n"),
         ("a byte order mark", "\u{FEFF}{\"devices\":[]}"),
         ("id falls back to nodeId", #"{"devices":[{"nodeId":"nX","name":"a","hostname":"a","addresses":[]}]}"#),
+        // Keys are compared as bytes; written with escapes they are still the same keys.
+        ("escaped kept keys", #"{"d\u0065vices":[{"node\u0049d":"n1","n\u0061me":"a","hostnam\u0065":"h","\u0061ddresses":["100.64.0.1"],"t\u0061gs":["tag:dns"],"lastSe\u0065n":"2026-11-26T10:00:00Z","isExtern\u0061l":true}]}"#),
+        ("keys that are nearly kept keys", #"{"devices":[{"nodeId":"n1","nodeid":"x","nodeIds":"y","name":"a","hostname":"a","addresses":[],"tag":["t"],"Tags":["u"],"lastseen":"z","expire":"w"}]}"#),
+        ("an escaped canonical timestamp", #"{"devices":[{"nodeId":"n1","name":"a","hostname":"a","addresses":[],"lastSeen":"2026-11-26T10:00:00\u005a"}]}"#),
     ]
 
     @Test func handMadeDocumentsAreAcceptedAndAgree() {
@@ -116,6 +120,45 @@ struct DeviceListDecoderTests {
         #expect(fast(Data([0x7B, 0x22, 0x64, 0xFF, 0x22, 0x3A, 0x31, 0x7D])).isFailure, "invalid UTF-8 in a key")
         let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
         #expect(fast(Data("{\"devices\":[],\"x\":\(deep)}".utf8)).isFailure, "nesting is bounded")
+    }
+
+    /// Strings are skipped eight bytes at a time: a quote, a backslash, a control character
+    /// or a non-ASCII byte at every position of a word, and near the end of the body, must
+    /// be seen exactly where it is.
+    @Test func everyByteOfAWordIsLookedAt() {
+        for length in 0..<20 {
+            for position in 0...length {
+                for special in [#"\""#, #"\\"#, #"\u00e9"#, "é", "😀"] {
+                    let padding = String(repeating: "x", count: position)
+                    let tail = String(repeating: "y", count: length - position)
+                    let text = padding + special + tail
+                    let document = #"{"devices":[{"nodeId":"\#(text)","name":"a","hostname":"a","addresses":[],"os":"\#(text)"}],"s":"\#(text)"}"#
+                    #expect(agree(Data(document.utf8), "\(length) \(position) \(special)"), "refused: \(document)")
+                }
+                let raw = String(repeating: "x", count: position) + "\u{01}" + String(repeating: "y", count: length - position)
+                let controlled = #"{"devices":[],"s":"\#(raw)"}"#
+                guard case .failure(let error) = fast(Data(controlled.utf8)) else {
+                    Issue.record("accepted a control character at \(position) of \(length)")
+                    continue
+                }
+                #expect(error.offset == 19 + position, "\(error)")
+                let unterminated = #"{"devices":[],"s":""# + String(repeating: "x", count: length)
+                #expect(fast(Data(unterminated.utf8)).isFailure, "an unterminated string of \(length)")
+            }
+        }
+        // Invalid UTF-8 in a skipped string, in the middle of a long ASCII run.
+        let invalid = Data(#"{"devices":[],"s":"abcdefghijklmnop"#.utf8) + Data([0xC3, 0x28]) + Data(#"qrstuvwx"}"#.utf8)
+        #expect(fast(invalid).isFailure)
+    }
+
+    /// An error inside a value names its key as decoded, even when the key was escaped.
+    @Test func anEscapedKeyIsNamedDecodedInErrors() {
+        let document = #"{"devices":[{"nodeId":"n1","name":"a","hostname":"a","addresses":[],"lastSe\u0065n":"soon"}]}"#
+        guard case .failure(let error) = fast(Data(document.utf8)) else {
+            Issue.record("accepted a bad timestamp")
+            return
+        }
+        #expect(error.path == "devices[0].lastSeen", "\(error)")
     }
 
     @Test func randomValidDocumentsAgree() async {
