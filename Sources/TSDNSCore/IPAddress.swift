@@ -12,20 +12,20 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     public let isIPv4: Bool
 
     public init?(_ text: String) {
-        // The C library reads a NUL-terminated copy on the stack: bridging a small string
-        // to C allocates, and a tailnet's devices have 20,000 addresses to parse a run. No
-        // textual address is 64 bytes long; a NUL inside the text is not an address.
+        // A tailnet's devices have 20,000 addresses to parse a run: IPv4 is read here, as
+        // the C library's inet_pton reads it; IPv6 by inet_pton from a NUL-terminated copy on
+        // the stack (bridging a small string to C allocates). No textual address is 64
+        // bytes long; a NUL inside the text is not an address.
         var text = text
         let parsed: (isIPv4: Bool, high: UInt64, low: UInt64)? = text.withUTF8 { utf8 in
             guard utf8.count < 64, !utf8.contains(0) else { return nil }
+            guard utf8.contains(UInt8(ascii: ":")) else { return Self.ipv4(utf8).map { (true, 0, UInt64($0)) } }
             return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
                 let base = buffer.baseAddress!
                 utf8.withMemoryRebound(to: CChar.self) { source in
                     base.update(from: source.baseAddress!, count: source.count)
                 }
                 base[utf8.count] = 0
-                var v4 = in_addr()
-                if inet_pton(AF_INET, base, &v4) == 1 { return (true, 0, UInt64(UInt32(bigEndian: v4.s_addr))) }
                 var v6 = in6_addr()
                 guard inet_pton(AF_INET6, base, &v6) == 1 else { return nil }
                 return withUnsafeBytes(of: &v6) { raw in
@@ -38,6 +38,36 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         }
         guard let parsed else { return nil }
         (isIPv4, high, low) = parsed
+    }
+
+    /// Dotted decimal exactly as glibc's inet_pton(AF_INET) takes it: four parts of 0-255,
+    /// no leading zeros, nothing else.
+    static func ipv4(_ utf8: UnsafeBufferPointer<UInt8>) -> UInt32? {
+        var value: UInt32 = 0
+        var part: UInt32 = 0
+        var parts = 0
+        var sawDigit = false
+        for byte in utf8 {
+            if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                if sawDigit && part == 0 { return nil }
+                part = part * 10 + UInt32(byte - UInt8(ascii: "0"))
+                if part > 255 { return nil }
+                if !sawDigit {
+                    parts += 1
+                    if parts > 4 { return nil }
+                    sawDigit = true
+                }
+            } else if byte == UInt8(ascii: "."), sawDigit {
+                if parts == 4 { return nil }
+                value = value << 8 | part
+                part = 0
+                sawDigit = false
+            } else {
+                return nil
+            }
+        }
+        guard parts == 4, sawDigit else { return nil }
+        return value << 8 | part
     }
 
     /// 4 bytes for IPv4, 16 for IPv6, network order.

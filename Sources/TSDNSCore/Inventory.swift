@@ -82,7 +82,11 @@ public struct ResolverInventory: Sendable {
                 for tag in device.matchingTags(resolverTags) { sources[device.nodeId, default: []].insert(tag) }
             }
             for address in device.ipAddresses {
-                if firstOwner[address] == nil { firstOwner[address] = index } else { otherOwners[address, default: []].append(index) }
+                // One hash in the common case: insert, and put the first owner back if there was one.
+                if let first = firstOwner.updateValue(index, forKey: address) {
+                    firstOwner[address] = first
+                    otherOwners[address, default: []].append(index)
+                }
             }
         }
         self.health = health

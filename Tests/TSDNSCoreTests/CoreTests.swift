@@ -12,6 +12,41 @@ struct ValueTests {
         #expect(IPAddress("") == nil)
     }
 
+    /// IPv4 is parsed in Swift: on random text it must agree with the C library's inet_pton.
+    @Test func ipv4AgreesWithInetPton() {
+        var state: UInt64 = 0x1F2E_3D4C
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        // Dotted parts of 0-4 digits, 2-6 of them, sometimes with a stray byte.
+        let stray = Array("x -+/".utf8)
+        var disagreements: [String] = []
+        var valid = 0
+        for _ in 0..<100_000 {
+            var bytes: [UInt8] = []
+            for part in 0..<(2 + next(5)) {
+                if part > 0 { bytes.append(UInt8(ascii: ".")) }
+                for _ in 0..<next(5) { bytes.append(UInt8(ascii: "0") + UInt8(next(10) < 7 ? next(3) : next(10))) }
+                if next(40) == 0 { bytes.append(stray[next(stray.count)]) }
+            }
+            let text = String(decoding: bytes, as: UTF8.self)
+            var v4 = in_addr()
+            let expected = inet_pton(AF_INET, text, &v4) == 1 ? UInt32(bigEndian: v4.s_addr) : nil
+            let parsed = IPAddress(text)
+            let actual = parsed.flatMap { $0.isIPv4 ? UInt32($0.bytes.reduce(0) { $0 << 8 | UInt32($1) }) : nil }
+            if actual != expected { disagreements.append(text) }
+            if expected != nil { valid += 1 }
+        }
+        #expect(valid > 300, "the generator makes some valid addresses: \(valid)")
+        for text in ["1.2.3.4", "255.255.255.255", "0.0.0.0", "01.2.3.4", "1.2.3", "1.2.3.4.", "1..2.3", "256.1.1.1", "1.2.3.4.5", " 1.2.3.4"] {
+            var v4 = in_addr()
+            let expected = inet_pton(AF_INET, text, &v4) == 1
+            if (IPAddress(text) != nil) != expected { disagreements.append(text) }
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.prefix(10))")
+    }
+
     /// Parsed from a copy on the stack: a NUL inside the text ends nothing early, and text
     /// longer than any address form is not one.
     @Test func hostileTextIsNotAnAddress() {
