@@ -12,8 +12,9 @@
 # Pin by digest for reproducible builds: swift:6.3.1-bookworm@sha256:...
 FROM swift:6.3.1-bookworm AS builder
 
-# libcurl (the HTTP client) and OpenSSL headers; pkg-config finds them for the system-library
-# targets. Versions come with Debian 12's point releases (pinning them would break each update).
+# libcurl's headers (the binary loads libcurl itself on its first request); OpenSSL's headers
+# and pkg-config for the package's simulator TLS target, which the binary does not link.
+# Versions come with Debian 12's point releases (pinning them would break each update).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libcurl4-openssl-dev libssl-dev pkg-config \

@@ -1,12 +1,13 @@
 # tsdns-reconcile — the two commands a newcomer needs are `make demo` and `make test`.
 SWIFT ?= swift
 # The build needs libcurl and OpenSSL (the simulators' HTTPS); the tests start real peers: dnsmasq (DNS), microsocks (SOCKS5),
-# openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint);
+# openssl s_server (TLS), python3 (DNS stubs), ip (network namespaces), mandoc (man lint),
+# GNU time (the benchmarks' peak RSS);
 # kubectl, below.
 KUBECTL_VERSION := 1.37.1
-APT_PACKAGES := libcurl4-openssl-dev libssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc
+APT_PACKAGES := libcurl4-openssl-dev libssl-dev pkg-config openssl dnsmasq-base microsocks iproute2 python3 mandoc time
 
-.PHONY: deps build test check-ship demo bench bench-loop fuzz release static install clean
+.PHONY: deps build test check-ship demo bench bench-loop fuzz fuzz-build fuzz-smoke release static install clean
 PREFIX ?= /usr/local
 
 # Installs the Debian packages the build needs, if missing (needs root or sudo).
@@ -33,6 +34,7 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) fuzz-smoke
 	$(MAKE) check-ship
 
 # What ships, checked offline: the static binary needs only the base system and libcurl;
@@ -61,21 +63,39 @@ install: release
 
 # Benchmarks measure the release binary; they are not tests.
 MINUTES ?= 1
-bench: release
-	.build/release/tsdns-bench .build/release/tsdns-reconcile
-	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10
+# They measure the binary that ships: the static one.
+bench: release static
+	.build/release/tsdns-bench .build-static/release/tsdns-reconcile
+	.build/release/tsdns-bench decode
+	.build/release/tsdns-bench loop .build-static/release/tsdns-reconcile $(MINUTES) 10
 	.build/release/tsdns-bench probe
-	.build/release/tsdns-bench watch .build/release/tsdns-reconcile
+	.build/release/tsdns-bench watch .build-static/release/tsdns-reconcile
 	.build/release/tsdns-bench reuse
 
-bench-loop: release
-	.build/release/tsdns-bench loop .build/release/tsdns-reconcile $(MINUTES) 10
+bench-loop: release static
+	.build/release/tsdns-bench loop .build-static/release/tsdns-reconcile $(MINUTES) 10
 
 clean:
 	rm -rf .build
 
-# A long run of the device-list decoder's differential fuzzer (make test runs 100k inputs).
-FUZZ_ITERATIONS ?= 5000000
-fuzz: deps
-	$(SWIFT) build --build-tests
-	TSDNS_FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) $(SWIFT) test --skip-build --filter mutatedDocumentsNeverDisagree
+# The device-list decoder under libFuzzer and AddressSanitizer, for long runs outside CI
+# (make test runs the Swift differential tests and 100k seeded mutations). The harness and
+# TSDNSCore's sources build as one module; crashes land in .build/fuzz/artifacts.
+# (A long Swift-only run: TSDNS_FUZZ_ITERATIONS=5000000 swift test --filter mutatedDocumentsNeverDisagree.)
+FUZZ_SECONDS ?= 600
+FUZZ_FLAGS ?=
+FUZZ_BIN := .build/fuzz/device-list-decoder
+fuzz-build:
+	@mkdir -p .build/fuzz/src .build/fuzz/corpus .build/fuzz/artifacts
+	sed '/^import TSDNSCore$$/d' Sources/TSDNSTailscale/DeviceListDecoder.swift > .build/fuzz/src/DeviceListDecoder.swift
+	swiftc -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name TSDNSCore \
+		Sources/TSDNSCore/*.swift .build/fuzz/src/DeviceListDecoder.swift Fuzz/DeviceListDecoderFuzz.swift -o $(FUZZ_BIN)
+	cp Tests/TSDNSCoreTests/Fixtures/devices.json Fuzz/corpus/* .build/fuzz/corpus/
+
+fuzz: fuzz-build
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -dict=Fuzz/devices.dict -max_len=65536 $(FUZZ_FLAGS) \
+		-artifact_prefix=.build/fuzz/artifacts/ .build/fuzz/corpus
+
+# The same, seconds long: that the harness builds and runs (part of make test).
+fuzz-smoke: FUZZ_SECONDS = 10
+fuzz-smoke: fuzz

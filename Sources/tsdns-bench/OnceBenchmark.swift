@@ -73,14 +73,22 @@ func onceBenchmark(binary: String) throws {
     // Warm-up: page cache and the simulator's first JSON encoding.
     _ = measure(binary, ["run", "--dry-run", "--config", config.path])
 
+    let dryArguments = ["run", "--dry-run", "--config", config.path]
     var dryRuns: [Measurement] = []
-    for _ in 0..<runs { dryRuns.append(measure(binary, ["run", "--dry-run", "--config", config.path])) }
+    for _ in 0..<runs { dryRuns.append(measure(binary, dryArguments)) }
     let dryWall = dryRuns.map(\.seconds)
-    let dryRSS = dryRuns.map { Double($0.peakRSSKiB) / 1024 }
-    print(String(format: "run --dry-run (idle):  wall median %.3f s (min %.3f, max %.3f), peak RSS median %.1f MiB (max %.1f), exit %d",
-                 median(dryWall), dryWall.min()!, dryWall.max()!, median(dryRSS), dryRSS.max()!, dryRuns[0].status))
+    print(String(format: "run --dry-run (idle):  wall median %.3f s (min %.3f, max %.3f), exit %d, ", median(dryWall), dryWall.min()!, dryWall.max()!, dryRuns[0].status)
+          + "peak RSS \(mebibytes(peakResidentKiB(binary, dryArguments))) (target ≤ 40 MB)")
     if let curlMedian {
         print(String(format: "  ratio to curl: %.2f× (target ≤ 2.5×)", median(dryWall) / curlMedian))
+    }
+
+    // Start-up: commands that read no API.
+    for arguments in [["--version"], ["--help"], ["validate", "--config", config.path]] {
+        _ = measure(binary, arguments)
+        let walls = (0..<21).map { _ in measure(binary, arguments).seconds }
+        print("\(arguments[0]): " + String(format: "wall median %.1f ms (min %.1f), ", median(walls) * 1000, walls.min()! * 1000)
+              + "peak RSS \(mebibytes(peakResidentKiB(binary, arguments))) (target < 10 ms)")
     }
 
     tailnet.clearLog()
@@ -88,7 +96,7 @@ func onceBenchmark(binary: String) throws {
     let requests = tailnet.requests
     let devicesGETs = requests.filter { $0.method == "GET" && $0.path.hasSuffix("/devices") }.count
     let listGETs = requests.filter { $0.method == "GET" && !$0.path.hasSuffix("/devices") }.count
-    print(String(format: "run --once (idle):     wall %.3f s, peak RSS %.1f MiB, exit %d", idle.seconds, Double(idle.peakRSSKiB) / 1024, idle.status))
+    print(String(format: "run --once (idle):     wall %.3f s, exit %d", idle.seconds, idle.status))
     print("  API requests: \(requests.count) total = \(devicesGETs) devices GET + \(listGETs) nameserver-list GET + \(tailnet.mutatingRequests.count) writes")
 
     try pullModeBenchmark(binary: binary, tailnet: tailnet, directory: directory, keyFile: keyFile, baseline: idle.seconds)
@@ -97,8 +105,8 @@ func onceBenchmark(binary: String) throws {
     tailnet.updateDevice(nodeId: devices[0].nodeId) { $0.connectedToControl = false }
     tailnet.clearLog()
     let changed = measure(binary, ["run", "--once", "--config", config.path])
-    print(String(format: "run --once (1 removal): wall %.3f s, peak RSS %.1f MiB, exit %d, %d requests (%d writes)",
-                 changed.seconds, Double(changed.peakRSSKiB) / 1024, changed.status, tailnet.requests.count, tailnet.mutatingRequests.count))
+    print(String(format: "run --once (1 removal): wall %.3f s, exit %d, %d requests (%d writes)",
+                 changed.seconds, changed.status, tailnet.requests.count, tailnet.mutatingRequests.count))
     tailnet.stop()
 }
 
