@@ -85,10 +85,11 @@ clean:
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS ?=
 FUZZ_BIN := .build/fuzz/device-list-decoder
+SWIFTC ?= $(dir $(shell command -v $(SWIFT)))swiftc
 fuzz-build:
 	@mkdir -p .build/fuzz/src .build/fuzz/corpus .build/fuzz/artifacts
 	sed '/^import TSDNSCore$$/d' Sources/TSDNSTailscale/DeviceListDecoder.swift > .build/fuzz/src/DeviceListDecoder.swift
-	swiftc -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name TSDNSCore \
+	$(SWIFTC) -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld -module-name TSDNSCore \
 		Sources/TSDNSCore/*.swift .build/fuzz/src/DeviceListDecoder.swift Fuzz/DeviceListDecoderFuzz.swift -o $(FUZZ_BIN)
 	cp Tests/TSDNSCoreTests/Fixtures/devices.json Fuzz/corpus/* .build/fuzz/corpus/
 

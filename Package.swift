@@ -1,6 +1,22 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// A binary with packed relocations needs glibc 2.36 or later to start: only where the build
+// host (whose glibc the binary links against) has it, as Debian 12 and the image do.
+#if os(Linux)
+import Glibc
+let packedRelocations: Bool = {
+    var buffer = [CChar](repeating: 0, count: 64)
+    guard confstr(Int32(_CS_GNU_LIBC_VERSION), &buffer, buffer.count) > 0 else { return false }
+    // "glibc 2.36"
+    let version = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        .split(separator: " ").last?.split(separator: ".").compactMap { Int($0) } ?? []
+    return version.count >= 2 && (version[0], version[1]) >= (2, 36)
+}()
+#else
+let packedRelocations = false
+#endif
+
 let package = Package(
     name: "tsdns-reconcile",
     products: [
@@ -92,9 +108,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             // Start-up: the loader applies ~100,000 relative relocations to a position-
-            // independent binary; packed (DT_RELR, glibc 2.36+, lld) they take a fraction of
-            // the time. Still PIE, so the image keeps its address randomisation.
-            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]
+            // independent binary; packed (DT_RELR, lld) they take a fraction of the time.
+            // Still PIE, so the image keeps its address randomisation.
+            linkerSettings: packedRelocations ? [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])] : []
         ),
         // `make bench`: measures the built binary against a large simulated tailnet.
         .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSSimulatorTLS", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime", "TSDNSProbe", "TSDNSHTTP", "TSDNSTailscale", .product(name: "Logging", package: "swift-log")]),

@@ -39,7 +39,7 @@ fi
 "$binary" --version
 # libcurl is not linked but loaded on first use: a request must get as far as the network.
 answer=$("$binary" ctl --server http://127.0.0.1:9 status 2>&1 || true)
-if grep -q "cannot load libcurl" <<< "$answer" || ! grep -q "127.0.0.1" <<< "$answer"; then
+if ! grep -q "Couldn't connect to server" <<< "$answer"; then
     echo "$answer"
     echo "FAIL: the static binary cannot load libcurl.so.4"
     status=1

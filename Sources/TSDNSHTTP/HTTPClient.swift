@@ -177,9 +177,7 @@ private final class Transfer: @unchecked Sendable {
 
     func perform() -> Result<HTTPResponse, Error> {
         if isCancelled { return .failure(HTTPClientError.cancelled) }
-        if let reason = HTTPClient.unavailable {
-            return .failure(HTTPClientError.transport(curlCode: -1, message: "\(request.method) \(request.url): \(reason)", timedOut: false))
-        }
+        if let reason = HTTPClient.unavailable { return .failure(HTTPClientError.unavailable(reason)) }
         guard let curl = pool?.take() ?? tsdns_curl_easy_init() else {
             return .failure(HTTPClientError.transport(curlCode: -1, message: "curl_easy_init failed", timedOut: false))
         }

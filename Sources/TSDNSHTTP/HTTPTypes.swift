@@ -124,12 +124,15 @@ public enum HTTPClientError: Error, Sendable, CustomStringConvertible {
     case cancelled
     /// The response body is larger than `HTTPClientOptions.maxBodySize`: refused, not read.
     case bodyTooLarge(url: String, limit: Int)
+    /// libcurl cannot be loaded: no request is sent, now or later. Not worth a retry.
+    case unavailable(String)
 
     public var description: String {
         switch self {
         case .transport(_, let message, _): return message
         case .cancelled: return "request cancelled"
         case .bodyTooLarge(let url, let limit): return "\(url): the response body is larger than \(limit >> 20) MiB"
+        case .unavailable(let reason): return reason
         }
     }
 }

@@ -242,6 +242,7 @@ public final class KubernetesClient: Sendable {
         case .transport(_, let message, let timedOut): return KubernetesError.transport(message, timedOut: timedOut)
         case .bodyTooLarge(_, let limit): return KubernetesError.malformed("\(request): the body is larger than \(limit >> 20) MiB")
         case .cancelled: return CancellationError()
+        case .unavailable: return error  // nothing was sent; not worth a retry
         }
     }
 

@@ -213,6 +213,8 @@ public final class TailscaleClient: Sendable {
                 }
             } catch let error as HTTPClientError {
                 if case .cancelled = error { throw CancellationError() }
+                // Nothing was sent, and nothing will be: no retry, and not a request.
+                if case .unavailable = error { throw error }
                 onResponse?("error")
                 failure = error.description
             }
