@@ -31,11 +31,57 @@ public struct ProbeFinding: Sendable, Equatable {
     }
 }
 
+/// What the devices alone say, for one read: who is healthy, who carries a resolver tag, who
+/// owns which address. Built once per read; every inventory of a run (the probe targets,
+/// the check counts, the plan) shares it, since only their requests differ.
+public struct DeviceIndex: Sendable {
+    public let devices: [Device]
+    /// Health as the control plane sees it, by nodeId.
+    public let health: [String: Health]
+    /// The resolver tags each device carries, by nodeId (none for shared-in devices).
+    let tagSources: [String: Set<String>]
+    /// The first device claiming each address, and (rarely) the others, in list order: no
+    /// array per address.
+    let firstOwner: [IPAddress: Int]
+    let otherOwners: [IPAddress: [Int]]
+
+    public init(devices: [Device], now: Date, staleAfter: Duration, resolverTags: [String]) {
+        self.devices = devices
+        var health: [String: Health] = [:]
+        health.reserveCapacity(devices.count)
+        var tagSources: [String: Set<String>] = [:]
+        var firstOwner: [IPAddress: Int] = [:]
+        firstOwner.reserveCapacity(devices.count * 2)
+        var otherOwners: [IPAddress: [Int]] = [:]
+        for index in devices.indices {
+            let device = devices[index]
+            health[device.nodeId] = device.health(now: now, staleAfter: staleAfter)
+            // A device shared in from another tailnet carries that tailnet's tags, not ours.
+            if device.isExternal != true {
+                for tag in device.matchingTags(resolverTags) { tagSources[device.nodeId, default: []].insert(tag) }
+            }
+            for address in device.ipAddresses {
+                // One hash in the common case: insert, and put the first owner back if there was one.
+                if let first = firstOwner.updateValue(index, forKey: address) {
+                    firstOwner[address] = first
+                    otherOwners[address, default: []].append(index)
+                }
+            }
+        }
+        self.health = health
+        self.tagSources = tagSources
+        self.firstOwner = firstOwner
+        self.otherOwners = otherOwners
+    }
+}
+
 /// Everything known about the tailnet's devices for one run: who owns which address, who is
 /// healthy, and who should be a resolver and why.
 public struct ResolverInventory: Sendable {
-    public let devices: [Device]
-    public let health: [String: Health]
+    /// The devices' own part, shared by every inventory of the read.
+    public let index: DeviceIndex
+    public var devices: [Device] { index.devices }
+    public var health: [String: Health] { index.health }
     /// Why each device should be a resolver, by nodeId: `tag:dns`, `kubernetes:...`, `manual`.
     public let sources: [String: Set<String>]
     /// Devices removed by operators, by nodeId.
@@ -50,10 +96,26 @@ public struct ResolverInventory: Sendable {
     /// Nodes that failed and have not passed `successThreshold` checks in a row since: not
     /// added yet (a listed one stays).
     public let heldBack: Set<String>
-    /// The first device claiming each address, and (rarely) the others, in list order: no
-    /// array per address.
-    private let firstOwner: [IPAddress: Int]
-    private let otherOwners: [IPAddress: [Int]]
+
+    public init(
+        index: DeviceIndex,
+        extraSources: [String: Set<String>] = [:],
+        excluded: Set<String> = [],
+        withdrawn: [String: String] = [:],
+        failedChecks: [String: Int] = [:],
+        probes: [IPAddress: ProbeFinding] = [:],
+        heldBack: Set<String> = []
+    ) {
+        self.index = index
+        var sources = extraSources
+        for (nodeId, tags) in index.tagSources { sources[nodeId, default: []].formUnion(tags) }
+        self.sources = sources.filter { !$0.value.isEmpty }
+        self.excluded = excluded
+        self.withdrawn = withdrawn
+        self.failedChecks = failedChecks
+        self.probes = probes
+        self.heldBack = heldBack
+    }
 
     public init(
         devices: [Device],
@@ -67,44 +129,18 @@ public struct ResolverInventory: Sendable {
         probes: [IPAddress: ProbeFinding] = [:],
         heldBack: Set<String> = []
     ) {
-        self.devices = devices
-        var health: [String: Health] = [:]
-        health.reserveCapacity(devices.count)
-        var sources = extraSources
-        var firstOwner: [IPAddress: Int] = [:]
-        firstOwner.reserveCapacity(devices.count * 2)
-        var otherOwners: [IPAddress: [Int]] = [:]
-        for index in devices.indices {
-            let device = devices[index]
-            health[device.nodeId] = device.health(now: now, staleAfter: staleAfter)
-            // A device shared in from another tailnet carries that tailnet's tags, not ours.
-            if device.isExternal != true {
-                for tag in device.matchingTags(resolverTags) { sources[device.nodeId, default: []].insert(tag) }
-            }
-            for address in device.ipAddresses {
-                // One hash in the common case: insert, and put the first owner back if there was one.
-                if let first = firstOwner.updateValue(index, forKey: address) {
-                    firstOwner[address] = first
-                    otherOwners[address, default: []].append(index)
-                }
-            }
-        }
-        self.health = health
-        self.sources = sources.filter { !$0.value.isEmpty }
-        self.excluded = excluded
-        self.withdrawn = withdrawn
-        self.failedChecks = failedChecks
-        self.probes = probes
-        self.heldBack = heldBack
-        self.firstOwner = firstOwner
-        self.otherOwners = otherOwners
+        self.init(
+            index: DeviceIndex(devices: devices, now: now, staleAfter: staleAfter, resolverTags: resolverTags),
+            extraSources: extraSources, excluded: excluded, withdrawn: withdrawn, failedChecks: failedChecks,
+            probes: probes, heldBack: heldBack
+        )
     }
 
     /// The device that answers for an address. Where several claim it, a healthy one (the
     /// address is healthy if any owner is), so the verdict does not depend on list order.
     public func owner(of address: IPAddress) -> Device? {
-        guard let first = firstOwner[address] else { return nil }
-        guard let others = otherOwners[address] else { return devices[first] }
+        guard let first = index.firstOwner[address] else { return nil }
+        guard let others = index.otherOwners[address] else { return devices[first] }
         let owners = ([first] + others).map { devices[$0] }
         return owners.first { health(of: $0).isHealthy } ?? owners.first
     }

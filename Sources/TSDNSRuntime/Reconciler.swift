@@ -8,15 +8,18 @@ import TSDNSTailscale
 
 /// What the tailnet looks like right now: every read a run needs, all of which succeeded.
 public struct TailnetSnapshot: Sendable {
-    public var devices: [Device]
+    public let devices: [Device]
     public var lists: [Target: [String]]
-    public var readAt: Date
+    public let readAt: Date
     /// When the reads began: what the loop was told after this is newer than the snapshot.
     public var startedAt: Date
     /// Pull mode: each cluster's annotated Services, read with the tailnet (sync runs only).
     public var clusters: [ClusterServices] = []
     /// The devices those Services name, by nodeId, with their sources.
     public var kubernetesSources: [String: Set<String>] = [:]
+    /// Health, tags and address owners of `devices` at `readAt`, built once by the read
+    /// for every inventory of the run (nil: built where needed).
+    public var deviceIndex: DeviceIndex?
 }
 
 /// A cluster's LIST failed: the run's read failed, so it writes nothing.
@@ -163,6 +166,7 @@ public final class Reconciler: Sendable {
         for domain in splitDomains { lists[.splitDNS(domain)] = readSplit.map { splitEntry($0, domain).list } ?? [] }
         var snapshot = TailnetSnapshot(devices: readDevices, lists: lists, readAt: now(), startedAt: startedAt, clusters: readClusters)
         snapshot.kubernetesSources = kubernetesSources(snapshot)
+        snapshot.deviceIndex = deviceIndex(snapshot)
         return snapshot
     }
 
@@ -224,10 +228,7 @@ public final class Reconciler: Sendable {
         var sources = request.extraSources
         for (id, named) in snapshot.kubernetesSources { sources[id, default: []].formUnion(named) }
         return ResolverInventory(
-            devices: snapshot.devices,
-            now: snapshot.readAt,
-            staleAfter: config.healthcheck.staleAfter,
-            resolverTags: config.resolvers.tags,
+            index: snapshot.deviceIndex ?? deviceIndex(snapshot),
             extraSources: sources,
             excluded: request.excluded,
             withdrawn: request.withdrawn,
@@ -235,6 +236,10 @@ public final class Reconciler: Sendable {
             probes: request.probes ?? [:],
             heldBack: request.heldBack
         )
+    }
+
+    func deviceIndex(_ snapshot: TailnetSnapshot) -> DeviceIndex {
+        DeviceIndex(devices: snapshot.devices, now: snapshot.readAt, staleAfter: config.healthcheck.staleAfter, resolverTags: config.resolvers.tags)
     }
 
     /// Plans every target. `safety.maxRemovals` is one allowance for the whole apply, used

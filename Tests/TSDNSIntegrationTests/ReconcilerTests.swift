@@ -25,6 +25,26 @@ struct ReconcilerTests {
         #expect(tailnet.mutatingRequests.map(\.path) == ["/api/v2/tailnet/-/dns/nameservers"])
     }
 
+    /// The read builds the devices' index once; every inventory of the run shares it, and
+    /// judges as an inventory built from the devices would.
+    @Test func aReadIndexesTheDevicesOnce() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let reconciler = makeReconciler(tailnet)
+        let snapshot = try await reconciler.read()
+        let index = try #require(snapshot.deviceIndex)
+        #expect(index.devices == snapshot.devices)
+        let shared = reconciler.inventory(snapshot, onceRequest)
+        let rebuilt = ResolverInventory(
+            devices: snapshot.devices, now: snapshot.readAt, staleAfter: Config().healthcheck.staleAfter, resolverTags: Config().resolvers.tags
+        )
+        #expect(shared.health == rebuilt.health)
+        #expect(shared.sources == rebuilt.sources)
+        for address in snapshot.devices.flatMap(\.ipAddresses) {
+            #expect(shared.owner(of: address)?.nodeId == rebuilt.owner(of: address)?.nodeId)
+        }
+    }
+
     @Test func dryRunMakesZeroMutatingRequests() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
