@@ -152,6 +152,11 @@ private final class Transfer: @unchecked Sendable {
     private var headers: [String: String] = [:]
     private var body = Data()
     private var bodyTooLarge = false
+    /// Bytes of body received (what the size cap counts), the Content-Length, and whether
+    /// this response's body goes to the request's sink (decided at its first bytes).
+    private var received = 0
+    private var contentLength: Int?
+    private var sinking: Bool?
 
     private let pool: HandlePool?
 
@@ -232,11 +237,16 @@ private final class Transfer: @unchecked Sendable {
             guard let pointer, length > 0 else { return length }
             if let onChunk = transfer.onChunk {
                 onChunk(transfer, Data(bytes: pointer, count: length))
+                return length
+            }
+            guard transfer.received + length <= transfer.options.maxBodySize else {
+                transfer.bodyTooLarge = true
+                return 0  // aborts the transfer
+            }
+            transfer.received += length
+            if let sink = transfer.sink() {
+                sink.consume(UnsafeRawBufferPointer(start: pointer, count: length))
             } else {
-                guard transfer.body.count + length <= transfer.options.maxBodySize else {
-                    transfer.bodyTooLarge = true
-                    return 0  // aborts the transfer
-                }
                 // Straight into the reserved buffer: no intermediate copy of each chunk.
                 pointer.withMemoryRebound(to: UInt8.self, capacity: length) { transfer.body.append($0, count: length) }
             }
@@ -279,6 +289,16 @@ private final class Transfer: @unchecked Sendable {
         return .success(response)
     }
 
+    /// The request's sink, when this response is a 2xx (known by its first body bytes).
+    private func sink() -> (any HTTPBodySink)? {
+        guard let bodySink = request.bodySink else { return nil }
+        if sinking == nil {
+            sinking = (200..<300).contains(currentHead().status)
+            if sinking == true { bodySink.begin(expectedLength: contentLength) }
+        }
+        return sinking == true ? bodySink : nil
+    }
+
     private func receiveHeaderLine(_ line: String) {
         let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
         if trimmed.isEmpty {
@@ -294,9 +314,11 @@ private final class Transfer: @unchecked Sendable {
         guard let colon = trimmed.firstIndex(of: ":") else { return }
         let name = trimmed[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
         let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        // The body is collected in one buffer: reserve it once (a devices list is ~10 MB).
+        // The body is collected in one buffer: reserve it once (a devices list is ~10 MB),
+        // unless a sink takes it.
         if name == "content-length", onChunk == nil, let length = Int(value), length > 0 {
-            body.reserveCapacity(min(length, options.maxBodySize))
+            contentLength = length
+            if request.bodySink == nil { body.reserveCapacity(min(length, options.maxBodySize)) }
         }
         headers[name] = value
     }

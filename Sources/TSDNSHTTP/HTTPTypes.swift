@@ -10,6 +10,15 @@ public struct HTTPHeader: Sendable, Equatable {
     }
 }
 
+/// Takes a successful (2xx) response's body as it arrives, in place of the response
+/// collecting it: a large body is then never held whole. Other answers' bodies are
+/// collected as usual. Called from the transfer's thread only.
+public protocol HTTPBodySink: AnyObject, Sendable {
+    /// Before the first bytes: the Content-Length, when the server sent one.
+    func begin(expectedLength: Int?)
+    func consume(_ bytes: UnsafeRawBufferPointer)
+}
+
 public struct HTTPRequest: Sendable {
     public var method: String
     public var url: String
@@ -17,6 +26,8 @@ public struct HTTPRequest: Sendable {
     public var body: Data?
     /// Overrides the client's `totalTimeout` for this request.
     public var timeout: Duration?
+    /// Where a 2xx body goes as it arrives (the response's `body` is then empty).
+    public var bodySink: (any HTTPBodySink)?
 
     public init(method: String = "GET", url: String, headers: [HTTPHeader] = [], body: Data? = nil, timeout: Duration? = nil) {
         self.method = method

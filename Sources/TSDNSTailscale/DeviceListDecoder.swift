@@ -56,6 +56,9 @@ private struct Scanner {
     /// Where we are, for errors: the device index and key (its text is decoded only for an error).
     var deviceIndex: Int?
     var key: Key?
+    /// Where `bytes` starts in the body (a stream decodes a window of it): errors say where
+    /// in the body.
+    var origin = 0
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
@@ -72,7 +75,7 @@ private struct Scanner {
         } else if let key {
             path = text(of: key)
         }
-        return DeviceListError(path: path, message: message, offset: offset ?? index)
+        return DeviceListError(path: path, message: message, offset: (offset ?? index) + origin)
     }
 
     /// A key's text, escapes decoded (it was read once already, so it decodes).
@@ -122,6 +125,8 @@ private struct Scanner {
 
     mutating func deviceList() throws(DeviceListError) -> [Device] {
         guard peek() == UInt8(ascii: "[") else { throw fail("expected a list of devices") }
+        // Inside the list, errors name the device (`devices[3].lastSeen`), not the key.
+        key = nil
         var devices: [Device] = []
         // A device takes 600 bytes of body or more (about 1 KB from the real API): reserving
         // for one per 256 never grows the list; capacity left unused is never touched, so
@@ -375,6 +380,27 @@ private struct Scanner {
             depth -= 1
             return
         }
+        try members(member)
+    }
+
+    /// The rest of an object after one of its values: `, "key": value ... }` or `}`.
+    mutating func objectRest(_ member: (inout Scanner, Key) throws(DeviceListError) -> Void) throws(DeviceListError) {
+        skipWhitespace()
+        switch peek() {
+        case UInt8(ascii: ","):
+            index += 1
+            skipWhitespace()
+            try members(member)
+        case UInt8(ascii: "}"):
+            index += 1
+            depth -= 1
+        default:
+            throw unexpected()
+        }
+    }
+
+    /// Members from a key on, to the object's end.
+    mutating func members(_ member: (inout Scanner, Key) throws(DeviceListError) -> Void) throws(DeviceListError) {
         while true {
             guard peek() == UInt8(ascii: "\"") else { throw unexpected() }
             let key = try scanString()
@@ -648,5 +674,216 @@ private struct Scanner {
             index += 1
         }
         return value
+    }
+}
+
+/// The devices body decoded as it arrives, chunk by chunk: each device is decoded once its
+/// object is complete, and its bytes are let go, so a 10 MB body is never held whole (its
+/// pages cost more than decoding it) and decoding overlaps the transfer. The result, and
+/// every error with its path and byte offset, is exactly what `DeviceListDecoder.decode`
+/// gives for the whole body: a body that does not begin `{"devices":[` (in any spacing) is
+/// simply collected and decoded whole at the end. Used by one transfer at a time.
+public final class DeviceListStream: @unchecked Sendable {
+    private enum Phase {
+        /// Not yet past `{"devices":[`.
+        case prefix
+        /// Some other shape: collected, decoded at the end.
+        case whole
+        /// Inside the list.
+        case elements(Expect)
+        /// After the list: the rest of the object, checked at the end.
+        case tail
+        case failed(DeviceListError)
+    }
+
+    private enum Expect { case firstOrEnd, element, separator }
+
+    private var phase = Phase.prefix
+    /// Bytes not consumed yet; `base` is where `pending[0]` lies in the body.
+    private var pending: [UInt8] = []
+    private var base = 0
+    /// Where the next thing starts in `pending`.
+    private var cursor = 0
+    /// Framing of the device being received: how far it has been looked at, and the
+    /// nesting and string state there.
+    private var framed: Int?
+    private var framingDepth = 0
+    private var framingInString = false
+    private var framingEscape = false
+    private var devices: [Device] = []
+
+    public init(expectedLength: Int? = nil) {
+        pending.reserveCapacity(1 << 16)
+        begin(expectedLength: expectedLength)
+    }
+
+    /// The body's length, when known, sizes the list (one device per 256 bytes or more:
+    /// capacity never used is address space, not memory).
+    public func begin(expectedLength: Int?) {
+        devices.reserveCapacity(max(16, (expectedLength ?? 0) / 256))
+    }
+
+    /// The next bytes of the body. An error is kept for `finish`; what follows is ignored.
+    public func consume(_ bytes: UnsafeRawBufferPointer) {
+        if case .failed = phase { return }
+        pending.append(contentsOf: bytes.bindMemory(to: UInt8.self))
+        do throws(DeviceListError) {
+            if case .prefix = phase { matchPrefix() }
+            try advance(final: false)
+        } catch {
+            phase = .failed(error)
+            pending = []
+        }
+    }
+
+    /// The devices, once the whole body has been consumed.
+    public func finish() throws(DeviceListError) -> [Device] {
+        switch phase {
+        case .failed(let error):
+            throw error
+        case .prefix, .whole:
+            return try pending.withUnsafeBufferPointer { buffer throws(DeviceListError) in try DeviceListDecoder.decode(bytes: buffer) }
+        case .elements, .tail:
+            try advance(final: true)
+            return devices
+        }
+    }
+
+    /// `BOM? ws { ws "devices" ws : ws [`: the list starts at once.
+    private func matchPrefix() {
+        let bytes = pending
+        var index = 0
+        func at(_ position: Int) -> UInt8? { position < bytes.count ? bytes[position] : nil }
+        func skipWhitespace() {
+            while let byte = at(index), byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { index += 1 }
+        }
+        /// true: matched; false: another shape; nil: not enough bytes yet.
+        func expect(_ word: [UInt8]) -> Bool? {
+            for byte in word {
+                guard let actual = at(index) else { return nil }
+                guard actual == byte else { return false }
+                index += 1
+            }
+            return true
+        }
+        if at(0) == 0xEF {
+            guard let bom = expect([0xEF, 0xBB, 0xBF]) else { return }
+            guard bom else { phase = .whole; return }
+        }
+        for word in [[UInt8(ascii: "{")], Array(#""devices""#.utf8), [UInt8(ascii: ":")], [UInt8(ascii: "[")]] {
+            skipWhitespace()
+            guard let matched = expect(word) else { return }
+            guard matched else { phase = .whole; return }
+        }
+        cursor = index
+        phase = .elements(.firstOrEnd)
+    }
+
+    /// Decodes every complete device, and at the end everything else; then lets go of the
+    /// bytes consumed.
+    private func advance(final: Bool) throws(DeviceListError) {
+        switch phase {
+        case .elements, .tail: break
+        default: return
+        }
+        try pending.withUnsafeBufferPointer { buffer throws(DeviceListError) in
+            var scanner = Scanner(buffer)
+            scanner.origin = base
+            while true {
+                scanner.index = cursor
+                scanner.skipWhitespace()
+                cursor = scanner.index
+                switch phase {
+                case .elements(.separator):
+                    guard let byte = scanner.peek() else {
+                        if final { throw scanner.unexpected() }
+                        return
+                    }
+                    cursor += 1
+                    if byte == UInt8(ascii: ",") {
+                        phase = .elements(.element)
+                    } else if byte == UInt8(ascii: "]") {
+                        phase = .tail
+                    } else {
+                        cursor -= 1
+                        throw scanner.unexpected()
+                    }
+                case .elements(let expect):
+                    if expect == .firstOrEnd, scanner.peek() == UInt8(ascii: "]") {
+                        cursor += 1
+                        phase = .tail
+                        continue
+                    }
+                    // A device is decoded once its object is complete (or at the end, to
+                    // report what is wrong with it exactly as the whole body would).
+                    if !final {
+                        guard let byte = scanner.peek() else { return }
+                        if byte == UInt8(ascii: "{"), !frame(buffer) { return }
+                    }
+                    scanner.depth = 2
+                    scanner.key = nil
+                    scanner.deviceIndex = devices.count
+                    devices.append(try scanner.device())
+                    scanner.deviceIndex = nil
+                    cursor = scanner.index
+                    framed = nil
+                    phase = .elements(.separator)
+                case .tail:
+                    guard final else { return }
+                    scanner.depth = 1
+                    try scanner.objectRest { s, _ throws(DeviceListError) in try s.skipValue() }
+                    scanner.skipWhitespace()
+                    guard scanner.index == buffer.count else { throw scanner.unexpected() }
+                    return
+                default:
+                    return
+                }
+            }
+        }
+        // Let go of what is decoded: the window holds one partial device at most.
+        if cursor > 0 {
+            pending.removeSubrange(0..<cursor)
+            base += cursor
+            framed = framed.map { $0 - cursor }
+            cursor = 0
+        }
+    }
+
+    /// Whether the object at `cursor` is complete: brackets and strings followed from
+    /// where the last look stopped. Only structure; the decoder checks everything.
+    private func frame(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var position = framed ?? cursor
+        if framed == nil {
+            framingDepth = 0
+            framingInString = false
+            framingEscape = false
+        }
+        while position < bytes.count {
+            let byte = bytes[position]
+            position += 1
+            if framingInString {
+                if framingEscape {
+                    framingEscape = false
+                } else if byte == 0x5C {
+                    framingEscape = true
+                } else if byte == 0x22 {
+                    framingInString = false
+                }
+                continue
+            }
+            switch byte {
+            case 0x22: framingInString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["): framingDepth += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                framingDepth -= 1
+                if framingDepth == 0 {
+                    framed = position
+                    return true
+                }
+            default: break
+            }
+        }
+        framed = position
+        return false
     }
 }

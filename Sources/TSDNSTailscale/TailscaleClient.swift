@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TSDNSConfig
 import TSDNSCore
+import Synchronization
 import TSDNSHTTP
 
 /// Jittered exponential backoff for transient failures, bounded in attempts and in time.
@@ -81,10 +82,18 @@ public final class TailscaleClient: Sendable {
     public func listDevices() async throws -> [Device] {
         // Required: a body without the key is not an empty tailnet, it is a broken answer.
         // The list is most of a run's bytes: a one-pass decoder, not JSONDecoder.
+        // It is decoded as it arrives (each attempt with a stream of its own), so the body is
+        // never held whole.
         let path = tailnetPath("devices")
-        let data = try await perform("GET", path, body: nil)
+        let streams = Mutex<DeviceListStream?>(nil)
+        _ = try await perform("GET", path, body: nil) {
+            let stream = DeviceListStream()
+            streams.withLock { $0 = stream }
+            return stream
+        }
         do {
-            return try DeviceListDecoder.decode(data)
+            guard let stream = streams.withLock({ $0 }) else { throw DeviceListError(path: "", message: "no body", offset: 0) }
+            return try stream.finish()
         } catch {
             throw TailscaleAPIError.malformed("GET \(path): \(error)")
         }
@@ -138,13 +147,18 @@ public final class TailscaleClient: Sendable {
 
     /// Sends with the current bearer token; a 401 with OAuth mints a new token once. The
     /// whole call, token mint included, ends within the retry budget.
-    private func perform(_ method: String, _ path: String, body: Data?) async throws -> Data {
+    /// `sink` makes each attempt's body sink; a 2xx body then goes there, not into the result.
+    private func perform(
+        _ method: String, _ path: String, body: Data?, sink: (@Sendable () -> any HTTPBodySink)? = nil
+    ) async throws -> Data {
         let deadline = ContinuousClock.now + retry.budget
         let response = try await withRetries(remintOn401: auth.isOAuth, deadline: deadline) {
             let token = try await self.auth.token { try await self.mintToken(deadline: deadline) }
             var headers = [HTTPHeader("Authorization", "Bearer \(token)"), HTTPHeader("Accept", "application/json")]
             if body != nil { headers.append(HTTPHeader("Content-Type", "application/json")) }
-            return HTTPRequest(method: method, url: self.baseURL + path, headers: headers, body: body)
+            var request = HTTPRequest(method: method, url: self.baseURL + path, headers: headers, body: body)
+            request.bodySink = sink?()
+            return request
         }
         return response.body
     }
@@ -316,3 +330,5 @@ private actor TokenCache {
         if let token, header == "Bearer \(token)" { self.token = nil }
     }
 }
+
+extension DeviceListStream: HTTPBodySink {}

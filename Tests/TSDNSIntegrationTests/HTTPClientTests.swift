@@ -18,6 +18,48 @@ struct HTTPClientTests {
         #expect(whole.body.count == big.count)
     }
 
+    /// A sink takes a 2xx body as it arrives (told its length first) and the response holds
+    /// none; any other answer's body is collected as usual, for its error message. The cap
+    /// counts what the sink took.
+    @Test func aSinkTakesSuccessfulBodiesOnly() async throws {
+        final class Collector: HTTPBodySink, @unchecked Sendable {
+            var expected: Int?
+            var bytes = Data()
+            var pieces = 0
+            func begin(expectedLength: Int?) { expected = expectedLength }
+            func consume(_ chunk: UnsafeRawBufferPointer) {
+                bytes.append(contentsOf: chunk)
+                pieces += 1
+            }
+        }
+        let big = Data((0..<500_000).map { UInt8($0 % 251) })
+        let server = try LoopbackHTTPServer { request in
+            request.path == "/missing" ? ServerResponse(status: 404, body: Data("no such thing".utf8)) : ServerResponse(status: 200, body: big)
+        }
+        defer { server.stop() }
+        let collector = Collector()
+        var request = HTTPRequest(url: server.baseURL + "/big")
+        request.bodySink = collector
+        let response = try await HTTPClient().send(request)
+        #expect(response.status == 200)
+        #expect(response.body.isEmpty)
+        #expect(collector.bytes == big)
+        #expect(collector.expected == big.count)
+        #expect(collector.pieces > 1, "the body arrives in pieces: \(collector.pieces)")
+
+        let untouched = Collector()
+        var missing = HTTPRequest(url: server.baseURL + "/missing")
+        missing.bodySink = untouched
+        let answer = try await HTTPClient().send(missing)
+        #expect(answer.status == 404)
+        #expect(String(decoding: answer.body, as: UTF8.self) == "no such thing")
+        #expect(untouched.bytes.isEmpty && untouched.expected == nil)
+
+        var capped = HTTPRequest(url: server.baseURL + "/big")
+        capped.bodySink = Collector()
+        await #expect(throws: HTTPClientError.self) { try await HTTPClient(options: HTTPClientOptions(maxBodySize: 100_000)).send(capped) }
+    }
+
     @Test func sendsMethodHeadersAndBody() async throws {
         let seen = Mutex<ServerRequest?>(nil)
         let server = try LoopbackHTTPServer { request in

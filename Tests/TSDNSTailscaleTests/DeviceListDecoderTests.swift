@@ -197,6 +197,47 @@ struct DeviceListDecoderTests {
         #expect(accepted > iterations / 50, "the mutations leave some documents valid: \(accepted)")
     }
 
+    /// The stream decodes chunk by chunk and must give, for every body and every way of
+    /// cutting it, exactly what the whole-body decoder gives: the same devices, or the
+    /// same error with the same path and byte offset.
+    @Test func theStreamAgreesWithTheWholeBodyDecoderHoweverTheBodyIsCut() async {
+        let failures = await onOwnThread { () -> [String] in
+            var generator = Generator(seed: 0x57_2E_A4)
+            var failures: [String] = []
+            var bodies: [[UInt8]] = Self.accepted.map { Array($0.1.utf8) } + Self.refused.map { Array($0.1.utf8) }
+            bodies += [
+                #"{"devices":[],"devices":[\#(Self.minimal)]}"#, #"{"devices":[\#(Self.minimal)],"x":{"y":[1,2]}} "#,
+                #"{"devices":[\#(Self.minimal)] , "z":1 "#, #"{"devices":[\#(Self.minimal)"#, #"{"devices":["#,
+                #"{"devices":[{"nodeId":"a\"}{"}]}"#, #"{"devices":[{"a":[}]}]}"#, "\u{FEFF} {\n\"devices\" :\t[ ] }",
+                #"{"devices":[\#(Self.minimal),]}"#, #"{"devices":[\#(Self.minimal) \#(Self.minimal)]}"#, #"{"devices":[1]}"#,
+            ].map { Array($0.utf8) }
+            for _ in 0..<3000 {
+                var bytes = Array(generator.document(devices: generator.int(0...3)).utf8)
+                if generator.chance(60) { for _ in 0..<generator.int(1...3) { generator.mutate(&bytes) } }
+                bodies.append(bytes)
+            }
+            for bytes in bodies {
+                let whole = fast(Data(bytes))
+                for _ in 0..<3 {
+                    let stream = DeviceListStream(expectedLength: bytes.count)
+                    var offset = 0
+                    while offset < bytes.count {
+                        let size = min(bytes.count - offset, generator.chance(30) ? generator.int(1...3) : generator.int(1...200))
+                        bytes[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
+                        offset += size
+                    }
+                    let streamed: Result<[Device], DeviceListError>
+                    do throws(DeviceListError) { streamed = .success(try stream.finish()) } catch { streamed = .failure(error) }
+                    if streamed != whole, failures.count < 10 {
+                        failures.append("\(String(decoding: bytes.prefix(200), as: UTF8.self)): whole \(whole), streamed \(streamed)")
+                    }
+                }
+            }
+            return failures
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+    }
+
     /// 1 to 2200: the Julian years before 1582 included, where a naive fast path is wrong.
     @Test func canonicalTimestampsMatchTheFullParser() async {
         let mismatches = await onOwnThread { () -> [String] in
