@@ -704,16 +704,22 @@ public final class DeviceListStream: @unchecked Sendable {
     private var base = 0
     /// Where the next thing starts in `pending`.
     private var cursor = 0
-    /// Framing of the device being received: how far it has been looked at, and the
-    /// nesting and string state there.
-    private var framed: Int?
-    private var framingDepth = 0
-    private var framingInString = false
-    private var framingEscape = false
+    /// A device cut by a chunk is decoded again only once `pending` holds this many bytes:
+    /// when what has arrived of it has doubled (so a huge device costs linear time, not
+    /// quadratic), and at least `retryGrowth` more.
+    private var retryAt = 0
+    private let retryGrowth: Int
     private var devices: [Device] = []
 
     public init(expectedLength: Int? = nil) {
+        self.retryGrowth = 1 << 14
         pending.reserveCapacity(1 << 16)
+        begin(expectedLength: expectedLength)
+    }
+
+    /// With a small `retryGrowth`, a test sees cut devices decoded before the end.
+    init(expectedLength: Int?, retryGrowth: Int) {
+        self.retryGrowth = retryGrowth
         begin(expectedLength: expectedLength)
     }
 
@@ -814,19 +820,25 @@ public final class DeviceListStream: @unchecked Sendable {
                         phase = .tail
                         continue
                     }
-                    // A device is decoded once its object is complete (or at the end, to
-                    // report what is wrong with it exactly as the whole body would).
                     if !final {
-                        guard let byte = scanner.peek() else { return }
-                        if byte == UInt8(ascii: "{"), !frame(buffer) { return }
+                        guard scanner.peek() != nil, buffer.count >= retryAt else { return }
                     }
                     scanner.depth = 2
                     scanner.key = nil
                     scanner.deviceIndex = devices.count
-                    devices.append(try scanner.device())
+                    do throws(DeviceListError) {
+                        devices.append(try scanner.device())
+                    } catch {
+                        // Whatever runs out of bytes fails within a few bytes of the end (a
+                        // literal, an escape, a string, a missing brace): the device is cut by
+                        // the chunk, not wrong. Try again with more; at the end, it is wrong.
+                        guard !final, error.offset - base >= buffer.count - Self.cutMargin else { throw error }
+                        retryAt = buffer.count + max(retryGrowth, buffer.count - cursor)
+                        return
+                    }
                     scanner.deviceIndex = nil
                     cursor = scanner.index
-                    framed = nil
+                    retryAt = 0
                     phase = .elements(.separator)
                 case .tail:
                     guard final else { return }
@@ -844,46 +856,12 @@ public final class DeviceListStream: @unchecked Sendable {
         if cursor > 0 {
             pending.removeSubrange(0..<cursor)
             base += cursor
-            framed = framed.map { $0 - cursor }
+            retryAt = max(0, retryAt - cursor)
             cursor = 0
         }
     }
 
-    /// Whether the object at `cursor` is complete: brackets and strings followed from
-    /// where the last look stopped. Only structure; the decoder checks everything.
-    private func frame(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        var position = framed ?? cursor
-        if framed == nil {
-            framingDepth = 0
-            framingInString = false
-            framingEscape = false
-        }
-        while position < bytes.count {
-            let byte = bytes[position]
-            position += 1
-            if framingInString {
-                if framingEscape {
-                    framingEscape = false
-                } else if byte == 0x5C {
-                    framingEscape = true
-                } else if byte == 0x22 {
-                    framingInString = false
-                }
-                continue
-            }
-            switch byte {
-            case 0x22: framingInString = true
-            case UInt8(ascii: "{"), UInt8(ascii: "["): framingDepth += 1
-            case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                framingDepth -= 1
-                if framingDepth == 0 {
-                    framed = position
-                    return true
-                }
-            default: break
-            }
-        }
-        framed = position
-        return false
-    }
+    /// How near the end of the bytes so far an error must be to mean "cut here": farther
+    /// than the longest token the decoder reads ahead (`\ud83d\ude00`, `false`).
+    static let cutMargin = 64
 }

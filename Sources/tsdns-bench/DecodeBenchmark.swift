@@ -28,6 +28,19 @@ func decodeBenchmark() async throws {
     var devices: [Device] = []
     let scanner = try time(21) { devices = try DeviceListDecoder.decode(body) }
     print(String(format: "DeviceListDecoder: median %.1f ms (%.0f MB/s)", scanner * 1000, megabytes / scanner))
+    let streamed = try time(21) {
+        let stream = DeviceListStream(expectedLength: body.count)
+        body.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let end = min(raw.count, offset + 16_384)
+                stream.consume(UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
+                offset = end
+            }
+        }
+        devices = try stream.finish()
+    }
+    print(String(format: "DeviceListStream, 16 KB chunks as curl hands them: median %.1f ms (%.2f× the whole-body scanner)", streamed * 1000, streamed / scanner))
     struct Wire: Decodable { var devices: [Device] }
     let foundation = try time(5) { _ = try JSONDecoder().decode(Wire.self, from: body) }
     print(String(format: "JSONDecoder:       median %.1f ms (%.0f MB/s), %.1f× the scanner", foundation * 1000, megabytes / foundation, foundation / scanner))

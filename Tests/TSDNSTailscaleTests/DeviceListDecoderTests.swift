@@ -218,8 +218,8 @@ struct DeviceListDecoderTests {
             }
             for bytes in bodies {
                 let whole = fast(Data(bytes))
-                for _ in 0..<3 {
-                    let stream = DeviceListStream(expectedLength: bytes.count)
+                for growth in [1, 7, 1 << 14] {
+                    let stream = DeviceListStream(expectedLength: bytes.count, retryGrowth: growth)
                     var offset = 0
                     while offset < bytes.count {
                         let size = min(bytes.count - offset, generator.chance(30) ? generator.int(1...3) : generator.int(1...200))
