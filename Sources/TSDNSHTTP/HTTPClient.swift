@@ -294,7 +294,8 @@ private final class Transfer: @unchecked Sendable {
         guard let bodySink = request.bodySink else { return nil }
         if sinking == nil {
             sinking = (200..<300).contains(currentHead().status)
-            if sinking == true { bodySink.begin(expectedLength: contentLength) }
+            // A Content-Length is the server's word: never more than the body may be.
+            if sinking == true { bodySink.begin(expectedLength: contentLength.map { min($0, options.maxBodySize) }) }
         }
         return sinking == true ? bodySink : nil
     }

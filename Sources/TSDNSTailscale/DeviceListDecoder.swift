@@ -726,7 +726,7 @@ public final class DeviceListStream: @unchecked Sendable {
     /// The body's length, when known, sizes the list (one device per 256 bytes or more:
     /// capacity never used is address space, not memory).
     public func begin(expectedLength: Int?) {
-        devices.reserveCapacity(max(16, (expectedLength ?? 0) / 256))
+        devices.reserveCapacity(max(16, min(expectedLength ?? 0, 256 << 20) / 256))
     }
 
     /// The next bytes of the body. An error is kept for `finish`; what follows is ignored.
@@ -757,6 +757,10 @@ public final class DeviceListStream: @unchecked Sendable {
 
     /// `BOM? ws { ws "devices" ws : ws [`: the list starts at once.
     private func matchPrefix() {
+        if pending.count > Self.prefixLimit {
+            phase = .whole
+            return
+        }
         let bytes = pending
         var index = 0
         func at(_ position: Int) -> UInt8? { position < bytes.count ? bytes[position] : nil }
@@ -784,6 +788,10 @@ public final class DeviceListStream: @unchecked Sendable {
         cursor = index
         phase = .elements(.firstOrEnd)
     }
+
+    /// Past this many bytes without the prefix decided (whitespace), the body is decoded
+    /// whole: the prefix is looked for from the start at every chunk.
+    static let prefixLimit = 4096
 
     /// Decodes every complete device, and at the end everything else; then lets go of the
     /// bytes consumed.

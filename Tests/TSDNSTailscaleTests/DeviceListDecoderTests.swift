@@ -210,6 +210,7 @@ struct DeviceListDecoderTests {
                 #"{"devices":[\#(Self.minimal)] , "z":1 "#, #"{"devices":[\#(Self.minimal)"#, #"{"devices":["#,
                 #"{"devices":[{"nodeId":"a\"}{"}]}"#, #"{"devices":[{"a":[}]}]}"#, "\u{FEFF} {\n\"devices\" :\t[ ] }",
                 #"{"devices":[\#(Self.minimal),]}"#, #"{"devices":[\#(Self.minimal) \#(Self.minimal)]}"#, #"{"devices":[1]}"#,
+                "{" + String(repeating: " ", count: 5000) + #""devices":[\#(Self.minimal)]}"#,
             ].map { Array($0.utf8) }
             for _ in 0..<3000 {
                 var bytes = Array(generator.document(devices: generator.int(0...3)).utf8)
@@ -236,6 +237,14 @@ struct DeviceListDecoderTests {
             return failures
         }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+    }
+
+    /// The length a server announces sizes the list, but never beyond the body cap: a lie
+    /// is not an allocation.
+    @Test func anAnnouncedLengthIsNotTrusted() throws {
+        let stream = DeviceListStream(expectedLength: Int.max)
+        Data(#"{"devices":[\#(Self.minimal)]}"#.utf8).withUnsafeBytes { stream.consume($0) }
+        #expect(try stream.finish().map(\.nodeId) == ["n1"])
     }
 
     /// 1 to 2200: the Julian years before 1582 included, where a naive fast path is wrong.
