@@ -117,23 +117,9 @@ public struct ResolverInventory: Sendable {
         self.heldBack = heldBack
     }
 
-    public init(
-        devices: [Device],
-        now: Date,
-        staleAfter: Duration,
-        resolverTags: [String],
-        extraSources: [String: Set<String>] = [:],
-        excluded: Set<String> = [],
-        withdrawn: [String: String] = [:],
-        failedChecks: [String: Int] = [:],
-        probes: [IPAddress: ProbeFinding] = [:],
-        heldBack: Set<String> = []
-    ) {
-        self.init(
-            index: DeviceIndex(devices: devices, now: now, staleAfter: staleAfter, resolverTags: resolverTags),
-            extraSources: extraSources, excluded: excluded, withdrawn: withdrawn, failedChecks: failedChecks,
-            probes: probes, heldBack: heldBack
-        )
+    /// From the devices alone, with an empty request (the plain case of tests and tools).
+    public init(devices: [Device], now: Date, staleAfter: Duration, resolverTags: [String]) {
+        self.init(index: DeviceIndex(devices: devices, now: now, staleAfter: staleAfter, resolverTags: resolverTags))
     }
 
     /// The device that answers for an address. Where several claim it, a healthy one (the

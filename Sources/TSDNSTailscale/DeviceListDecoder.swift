@@ -78,12 +78,18 @@ private struct Scanner {
         return DeviceListError(path: path, message: message, offset: (offset ?? index) + origin)
     }
 
-    /// A key's text, escapes decoded (it was read once already, so it decodes).
+    /// A key's text, escapes decoded, for an error.
     @inline(never)
     func text(of key: Key) -> String {
+        TerminalText.escape(decoded(key) ?? "?")
+    }
+
+    /// A key's text with its escapes decoded (it was read once already, so it decodes).
+    @inline(never)
+    func decoded(_ key: Key) -> String? {
         var reader = Scanner(bytes)
         reader.index = key.start - 1
-        return TerminalText.escape((try? reader.string()) ?? "?")
+        return try? reader.string()
     }
 
     @inline(never)
@@ -191,10 +197,12 @@ private struct Scanner {
 
     // MARK: Keys
 
-    /// The keys `Device` keeps.
-    enum Field {
+    /// The keys `Device` keeps, named as in the body.
+    enum Field: String {
         case id, nodeId, name, hostname, addresses, tags, authorized, connectedToControl
-        case lastSeen, expires, keyExpiryDisabled, isExternal, other
+        case lastSeen, expires, keyExpiryDisabled, isExternal
+        /// Any other key (never matched by name).
+        case other = ""
     }
 
     /// Which kept key this is, compared as bytes: no `String` is made for a key.
@@ -215,37 +223,17 @@ private struct Scanner {
         }
     }
 
-    /// A key written with escapes (`"node\u0049d"` is `nodeId`): decoded, then compared.
+    /// A key written with escapes (`"node\u0049d"` is `nodeId`): decoded, then looked up.
     @inline(never)
     func escapedField(_ key: Key) -> Field {
-        var reader = Scanner(bytes)
-        reader.index = key.start - 1
-        switch try? reader.string() {
-        case "id": return .id
-        case "nodeId": return .nodeId
-        case "name": return .name
-        case "hostname": return .hostname
-        case "addresses": return .addresses
-        case "tags": return .tags
-        case "authorized": return .authorized
-        case "connectedToControl": return .connectedToControl
-        case "lastSeen": return .lastSeen
-        case "expires": return .expires
-        case "keyExpiryDisabled": return .keyExpiryDisabled
-        case "isExternal": return .isExternal
-        default: return .other
-        }
+        decoded(key).flatMap(Field.init(rawValue:)) ?? .other
     }
 
     /// Whether the key is exactly `word` (ASCII); an escaped key is decoded first.
     @inline(__always)
     func matches(_ key: Key, _ word: StaticString) -> Bool {
         let count = word.utf8CodeUnitCount
-        if key.escaped {
-            var reader = Scanner(bytes)
-            reader.index = key.start - 1
-            return (try? reader.string()) == word.description
-        }
+        if key.escaped { return decoded(key) == word.description }
         return key.end - key.start == count && memcmp(bytes.baseAddress! + key.start, word.utf8Start, count) == 0
     }
 
@@ -711,15 +699,10 @@ public final class DeviceListStream: @unchecked Sendable {
     private let retryGrowth: Int
     private var devices: [Device] = []
 
-    public init(expectedLength: Int? = nil) {
-        self.retryGrowth = 1 << 14
-        pending.reserveCapacity(1 << 16)
-        begin(expectedLength: expectedLength)
-    }
-
-    /// With a small `retryGrowth`, a test sees cut devices decoded before the end.
-    init(expectedLength: Int?, retryGrowth: Int) {
+    /// A small `retryGrowth` lets a test see cut devices decoded before the end.
+    public init(expectedLength: Int? = nil, retryGrowth: Int = 1 << 14) {
         self.retryGrowth = retryGrowth
+        pending.reserveCapacity(1 << 16)
         begin(expectedLength: expectedLength)
     }
 

@@ -161,7 +161,7 @@ struct PlanRendererTests {
             dev(4, "dns-b", connected: false, lastSeen: "2026-11-26T10:00:00Z"), dev(5, "dns-prod-1"),
         ]
         let inventory = ResolverInventory(
-            devices: devices, now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"],
+            index: DeviceIndex(devices: devices, now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"]),
             extraSources: ["n7": ["kubernetes:prod/dns/coredns"]]
         )
         var settings = PlanSettings(minResolvers: 1, maxRemovals: 1)

@@ -221,7 +221,7 @@ struct PlannerTableTests {
     @Test(arguments: cases)
     func row(_ row: PlannerCase) {
         let inventory = ResolverInventory(
-            devices: row.devices, now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"],
+            index: DeviceIndex(devices: row.devices, now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"]),
             extraSources: row.extraSources, excluded: row.excluded, withdrawn: row.withdrawn, failedChecks: row.failedChecks
         )
         let plan = Planner.plan(target: row.target, current: row.current, inventory: inventory, settings: row.settings)
