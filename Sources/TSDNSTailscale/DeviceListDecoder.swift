@@ -698,6 +698,9 @@ public final class DeviceListStream: @unchecked Sendable {
     private var retryAt = 0
     private let retryGrowth: Int
     private var devices: [Device] = []
+    /// The most bytes held at once: one partial device and a chunk, unless the body is
+    /// decoded whole.
+    private(set) var windowPeak = 0
 
     /// A small `retryGrowth` lets a test see cut devices decoded before the end.
     public init(expectedLength: Int? = nil, retryGrowth: Int = 1 << 14) {
@@ -716,8 +719,14 @@ public final class DeviceListStream: @unchecked Sendable {
     public func consume(_ bytes: UnsafeRawBufferPointer) {
         if case .failed = phase { return }
         pending.append(contentsOf: bytes.bindMemory(to: UInt8.self))
+        windowPeak = max(windowPeak, pending.count)
         do throws(DeviceListError) {
-            if case .prefix = phase { matchPrefix() }
+            if case .prefix = phase {
+                matchPrefix()
+                // Still undecided past this (whitespace): decoded whole, as the prefix is
+                // looked for from the start at every chunk.
+                if case .prefix = phase, pending.count > Self.prefixLimit { phase = .whole }
+            }
             try advance(final: false)
         } catch {
             phase = .failed(error)
@@ -740,10 +749,6 @@ public final class DeviceListStream: @unchecked Sendable {
 
     /// `BOM? ws { ws "devices" ws : ws [`: the list starts at once.
     private func matchPrefix() {
-        if pending.count > Self.prefixLimit {
-            phase = .whole
-            return
-        }
         let bytes = pending
         var index = 0
         func at(_ position: Int) -> UInt8? { position < bytes.count ? bytes[position] : nil }
@@ -772,8 +777,6 @@ public final class DeviceListStream: @unchecked Sendable {
         phase = .elements(.firstOrEnd)
     }
 
-    /// Past this many bytes without the prefix decided (whitespace), the body is decoded
-    /// whole: the prefix is looked for from the start at every chunk.
     static let prefixLimit = 4096
 
     /// Decodes every complete device, and at the end everything else; then lets go of the

@@ -239,6 +239,24 @@ struct DeviceListDecoderTests {
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
     }
 
+    /// A list in chunks of libcurl's size is let go of as it is decoded: the window holds a
+    /// partial device and a chunk, never the body (a prefix check once sent every body
+    /// whose first chunk was over 4 KB down the decode-it-whole path).
+    @Test func theWindowStaysSmallWhateverTheFirstChunk() throws {
+        let body = Array((#"{"devices":["# + Array(repeating: Self.minimal, count: 20_000).joined(separator: ",") + "]}").utf8)
+        for first in [16_384, 100, DeviceListStream.prefixLimit + 1] {
+            let stream = DeviceListStream(expectedLength: body.count)
+            var offset = 0
+            while offset < body.count {
+                let size = min(body.count - offset, offset == 0 ? first : 16_384)
+                body[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
+                offset += size
+            }
+            #expect(try stream.finish().count == 20_000)
+            #expect(stream.windowPeak < 64 << 10, "first chunk \(first): \(stream.windowPeak) of \(body.count) bytes held")
+        }
+    }
+
     /// The length a server announces sizes the list, but never beyond the body cap: a lie
     /// is not an allocation.
     @Test func anAnnouncedLengthIsNotTrusted() throws {
