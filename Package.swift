@@ -102,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "tsdns-reconcile",
             dependencies: [
-                "TSDNSRuntime", "TSDNSServer", "TSDNSDemo", "TSDNSCore", "TSDNSConfig", "TSDNSTailscale", "TSDNSKubernetes",
+                "TSDNSRuntime", "TSDNSServer", "TSDNSDemo", "TSDNSCore", "TSDNSConfig", "TSDNSHTTP", "TSDNSTailscale", "TSDNSKubernetes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

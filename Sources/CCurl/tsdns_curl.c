@@ -61,6 +61,22 @@ const char *tsdns_curl_load(void) {
     return failure;
 }
 
+static void *load_on_thread(void *unused) {
+    (void)unused;
+    tsdns_curl_load();
+    return NULL;
+}
+
+void tsdns_curl_load_in_background(void) {
+    pthread_attr_t attributes;
+    if (pthread_attr_init(&attributes) != 0) return;
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    // Without a thread nothing is lost: the first use loads it.
+    (void)pthread_create(&thread, &attributes, load_on_thread, NULL);
+    pthread_attr_destroy(&attributes);
+}
+
 // Each entry point loads first; without libcurl a handle is never made, so the functions
 // that take one are not reached, and the rest answer "failed to initialise".
 #define READY (tsdns_curl_load() == NULL)

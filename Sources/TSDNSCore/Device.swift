@@ -86,21 +86,34 @@ public struct Device: Sendable, Equatable, Codable {
     }
 
     /// The device's addresses inside Tailscale's ranges. Anything else a device claims
-    /// (`8.8.8.8`, `::ffff:100.64.0.1`) never becomes a managed entry.
-    public var ipAddresses: [IPAddress] {
-        var found: [IPAddress] = []
-        found.reserveCapacity(addresses.count)
-        for text in addresses {
-            if let address = IPAddress(text), address.isTailscaleRange { found.append(address) }
-        }
-        return found
-    }
+    /// (`8.8.8.8`, `::ffff:100.64.0.1`) never becomes a managed entry. Parsed as they are
+    /// iterated: a run reads a tailnet's 20,000 addresses several times, an array each
+    /// time was an allocation per device.
+    public var ipAddresses: TailscaleAddresses { TailscaleAddresses(texts: addresses) }
 
     /// Which of `wanted` this device carries; none when the `tags` key is absent.
     public func matchingTags(_ wanted: [String]) -> [String] {
         guard let tags else { return [] }
         return wanted.filter(tags.contains)
     }
+}
+
+/// A device's addresses in Tailscale's ranges, in its order.
+public struct TailscaleAddresses: Sequence, Sendable {
+    let texts: [String]
+
+    public struct Iterator: IteratorProtocol {
+        var texts: IndexingIterator<[String]>
+
+        public mutating func next() -> IPAddress? {
+            while let text = texts.next() {
+                if let address = IPAddress(text), address.isTailscaleRange { return address }
+            }
+            return nil
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(texts: texts.makeIterator()) }
 }
 
 public enum Timestamp {

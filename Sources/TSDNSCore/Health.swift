@@ -11,6 +11,8 @@ extension Device {
     /// Health as the control plane sees it (README "What it does"): authorized, key not
     /// expired, and connected — `lastSeen` within `staleAfter` where `connectedToControl`
     /// is absent.
+    /// Inlined so a caller reading it from a list copies none of the device's strings.
+    @inline(__always)
     public func health(now: Date, staleAfter: Duration) -> Health {
         if authorized == false { return .unhealthy("not authorized") }
         if keyExpiryDisabled != true, let expires, expires <= now {

@@ -11,6 +11,13 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     private let low: UInt64
     public let isIPv4: Bool
 
+    /// Two words hashed, not three: the family goes in the top bit of the low half, which an
+    /// IPv4 address leaves unused (equality still compares all three).
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(isIPv4 ? low | 1 << 63 : low)
+        hasher.combine(high)
+    }
+
     public init?(_ text: String) {
         // A tailnet's devices have 20,000 addresses to parse a run: IPv4 is read here, as
         // the C library's inet_pton reads it; IPv6 by inet_pton from a NUL-terminated copy on

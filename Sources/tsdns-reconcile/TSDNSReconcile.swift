@@ -1,4 +1,5 @@
 import ArgumentParser
+import TSDNSHTTP
 
 @main
 struct TSDNSReconcile: AsyncParsableCommand {
@@ -13,4 +14,35 @@ struct TSDNSReconcile: AsyncParsableCommand {
     static let version = "0.3.0"
 
     @OptionGroup var global: GlobalOptions
+
+    static func main() async {
+        await parseAndRun()
+    }
+
+    /// Off the main thread first: while libcurl loads, glibc holds back every new thread, so
+    /// the thread this runs on must exist before.
+    nonisolated static func parseAndRun() async {
+        // Every command but `validate` sends requests: libcurl loads on the second core
+        // while the arguments and the config are read. A hint only: a wrong guess loads it
+        // for nothing, or on first use as before.
+        if let name = subcommandName(CommandLine.arguments.dropFirst()), Self.sendsRequests.contains(name) {
+            HTTPClient.loadInBackground()
+        }
+        await main(nil)
+    }
+
+    static let sendsRequests: Set<String> = ["run", "watch", "ctl", "demo"]
+
+    /// The first word after the global options, before ArgumentParser has read them.
+    static func subcommandName(_ arguments: ArraySlice<String>) -> String? {
+        var rest = arguments
+        while let argument = rest.popFirst() {
+            if argument == "--log-level" || argument == "--log-format" {
+                _ = rest.popFirst()
+            } else if !argument.hasPrefix("-") {
+                return argument
+            }
+        }
+        return nil
+    }
 }

@@ -121,6 +121,26 @@ struct BinaryTests {
         #expect(tailnet.requests.isEmpty)
     }
 
+    /// The loader's own account (LD_DEBUG=libs names every library it looks for): `--help`
+    /// and `validate` never load libcurl, even in the background; a run does, also with the
+    /// global options before the subcommand.
+    @Test func onlyCommandsThatSendRequestsLoadLibcurl() async throws {
+        let tailnet = try makeTailnet()
+        defer { tailnet.stop() }
+        let dir = try ConfigDirectory(tailnet: tailnet)
+        defer { dir.remove() }
+        let environment = ["LD_DEBUG": "libs"]
+        for arguments in [["--help"], ["validate", "--config", dir.config], ["--log-level", "error", "validate", "--config", dir.config]] {
+            let result = try await Binary.run(arguments, environment: environment)
+            #expect(result.status == 0, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.contains("find library=libstdc++"), "LD_DEBUG=libs is not reporting: \(result.stderr)")
+            #expect(!result.stderr.contains("libcurl"), "\(arguments) loaded libcurl")
+        }
+        let once = try await Binary.run(["--log-level", "error", "run", "--once", "--config", dir.config], environment: environment)
+        #expect(once.status == 0, "\(once.stderr)")
+        #expect(once.stderr.contains("find library=libcurl.so.4"))
+    }
+
     @Test func dryRunExitsTwoWithChangesAndWritesNothing() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }

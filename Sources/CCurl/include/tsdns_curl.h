@@ -11,6 +11,11 @@
 /// (the loader's message). Every function below calls it and fails cleanly without it.
 const char *tsdns_curl_load(void);
 
+/// Starts tsdns_curl_load on a thread of its own and returns: a command that will need
+/// libcurl loads it on the second core while it parses its arguments and config. A use
+/// meanwhile waits for it (pthread_once); a failure is reported there, as without it.
+void tsdns_curl_load_in_background(void);
+
 typedef size_t (*tsdns_curl_data_cb)(char *, size_t, size_t, void *);
 typedef int (*tsdns_curl_xferinfo_cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
 
