@@ -103,17 +103,20 @@ public struct TailscaleAddresses: Sequence, Sendable {
     let texts: [String]
 
     public struct Iterator: IteratorProtocol {
-        var texts: IndexingIterator<[String]>
+        let texts: [String]
+        var position = 0
 
         public mutating func next() -> IPAddress? {
-            while let text = texts.next() {
-                if let address = IPAddress(text), address.isTailscaleRange { return address }
+            while position < texts.count {
+                // Each text is lent to the parser, not copied out of the list.
+                defer { position += 1 }
+                if let address = IPAddress(texts[position]), address.isTailscaleRange { return address }
             }
             return nil
         }
     }
 
-    public func makeIterator() -> Iterator { Iterator(texts: texts.makeIterator()) }
+    public func makeIterator() -> Iterator { Iterator(texts: texts) }
 }
 
 public enum Timestamp {

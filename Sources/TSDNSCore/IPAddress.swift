@@ -19,32 +19,38 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 
     public init?(_ text: String) {
-        // A tailnet's devices have 20,000 addresses to parse a run: IPv4 is read here, as
-        // the C library's inet_pton reads it; IPv6 by inet_pton from a NUL-terminated copy on
-        // the stack (bridging a small string to C allocates). No textual address is 64
-        // bytes long; a NUL inside the text is not an address.
-        var text = text
-        let parsed: (isIPv4: Bool, high: UInt64, low: UInt64)? = text.withUTF8 { utf8 in
-            guard utf8.count < 64, !utf8.contains(0) else { return nil }
-            guard utf8.contains(UInt8(ascii: ":")) else { return Self.ipv4(utf8).map { (true, 0, UInt64($0)) } }
-            return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
-                let base = buffer.baseAddress!
-                utf8.withMemoryRebound(to: CChar.self) { source in
-                    base.update(from: source.baseAddress!, count: source.count)
-                }
-                base[utf8.count] = 0
-                var v6 = in6_addr()
-                guard inet_pton(AF_INET6, base, &v6) == 1 else { return nil }
-                return withUnsafeBytes(of: &v6) { raw in
-                    var high: UInt64 = 0, low: UInt64 = 0
-                    for index in 0..<8 { high = high << 8 | UInt64(raw[index]) }
-                    for index in 8..<16 { low = low << 8 | UInt64(raw[index]) }
-                    return (false, high, low)
-                }
-            }
-        }
+        // Read in place (a copy of the text to call `withUTF8` retains it); a string without
+        // contiguous UTF-8 (bridged) is copied.
+        let parsed = text.utf8.withContiguousStorageIfAvailable(Self.parse) ?? {
+            var copy = text
+            return copy.withUTF8(Self.parse)
+        }()
         guard let parsed else { return nil }
         (isIPv4, high, low) = parsed
+    }
+
+    /// A tailnet's devices have 20,000 addresses to parse a run: IPv4 is read here, as the C
+    /// library's inet_pton reads it; IPv6 by inet_pton from a NUL-terminated copy on the
+    /// stack (bridging a small string to C allocates). No textual address is 64 bytes long;
+    /// a NUL inside the text is not an address.
+    private static func parse(_ utf8: UnsafeBufferPointer<UInt8>) -> (isIPv4: Bool, high: UInt64, low: UInt64)? {
+        guard utf8.count < 64, !utf8.contains(0) else { return nil }
+        guard utf8.contains(UInt8(ascii: ":")) else { return Self.ipv4(utf8).map { (true, 0, UInt64($0)) } }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { buffer in
+            let base = buffer.baseAddress!
+            utf8.withMemoryRebound(to: CChar.self) { source in
+                base.update(from: source.baseAddress!, count: source.count)
+            }
+            base[utf8.count] = 0
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET6, base, &v6) == 1 else { return nil }
+            return withUnsafeBytes(of: &v6) { raw in
+                var high: UInt64 = 0, low: UInt64 = 0
+                for index in 0..<8 { high = high << 8 | UInt64(raw[index]) }
+                for index in 8..<16 { low = low << 8 | UInt64(raw[index]) }
+                return (false, high, low)
+            }
+        }
     }
 
     /// Dotted decimal exactly as glibc's inet_pton(AF_INET) takes it: four parts of 0-255,
