@@ -48,7 +48,7 @@ func serveBenchTailnet() throws -> Never {
 /// `run --dry-run` and `run --once` against 10,000 devices: wall time, peak RSS, requests.
 func onceBenchmark(binary: String) throws {
     let resolverCount = 20
-    let runs = 5
+    let runs = 15
     let bench = try BenchTailnet(resolverCount: resolverCount)
     let (tailnet, devices, directory, keyFile, config) = (bench.tailnet, bench.devices, bench.directory, bench.keyFile, bench.config)
     let deviceCount = devices.count
@@ -57,30 +57,31 @@ func onceBenchmark(binary: String) throws {
     print("tsdns-bench: \(binary)")
     print("simulated tailnet: \(deviceCount) devices, \(resolverCount) tagged resolvers, all listed (idle)")
 
-    // The baseline: curl fetching the same two GETs from the same server, as often.
-    var curlMedian: Double?
-    if FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") {
-        let arguments = [
-            "-s", "-o", "/dev/null", "-o", "/dev/null", "-H", "Authorization: Bearer \(tailnet.apiKey)",
-            tailnet.baseURL + "/api/v2/tailnet/-/devices", tailnet.baseURL + "/api/v2/tailnet/-/dns/nameservers",
-        ]
-        _ = measure("/usr/bin/curl", arguments)
-        let fetches = (0..<runs).map { _ in measure("/usr/bin/curl", arguments).seconds }
-        curlMedian = median(fetches)
+    // The baseline: curl fetching the same two GETs from the same server, interleaved with
+    // the dry runs so that both see the machine at the same speed.
+    let curlArguments = [
+        "-s", "-o", "/dev/null", "-o", "/dev/null", "-H", "Authorization: Bearer \(tailnet.apiKey)",
+        tailnet.baseURL + "/api/v2/tailnet/-/devices", tailnet.baseURL + "/api/v2/tailnet/-/dns/nameservers",
+    ]
+    let hasCurl = FileManager.default.isExecutableFile(atPath: "/usr/bin/curl")
+    let dryArguments = ["run", "--dry-run", "--config", config.path]
+    // Warm-up: page cache and the simulator's first JSON encoding.
+    _ = measure(binary, dryArguments)
+    if hasCurl { _ = measure("/usr/bin/curl", curlArguments) }
+    var fetches: [Double] = []
+    var dryRuns: [Measurement] = []
+    for _ in 0..<runs {
+        if hasCurl { fetches.append(measure("/usr/bin/curl", curlArguments).seconds) }
+        dryRuns.append(measure(binary, dryArguments))
+    }
+    if hasCurl {
         print(String(format: "curl, the same two GETs: wall median %.3f s (min %.3f, max %.3f)", median(fetches), fetches.min()!, fetches.max()!))
     }
-
-    // Warm-up: page cache and the simulator's first JSON encoding.
-    _ = measure(binary, ["run", "--dry-run", "--config", config.path])
-
-    let dryArguments = ["run", "--dry-run", "--config", config.path]
-    var dryRuns: [Measurement] = []
-    for _ in 0..<runs { dryRuns.append(measure(binary, dryArguments)) }
     let dryWall = dryRuns.map(\.seconds)
     print(String(format: "run --dry-run (idle):  wall median %.3f s (min %.3f, max %.3f), exit %d, ", median(dryWall), dryWall.min()!, dryWall.max()!, dryRuns[0].status)
           + "peak RSS \(mebibytes(peakResidentKiB(binary, dryArguments))) (target ≤ 40 MB)")
-    if let curlMedian {
-        print(String(format: "  ratio to curl: %.2f× (target ≤ 2.5×)", median(dryWall) / curlMedian))
+    if hasCurl {
+        print(String(format: "  ratio to curl: %.2f× (target ≤ 2.5×)", median(dryWall) / median(fetches)))
     }
 
     // Start-up: commands that read no API.
