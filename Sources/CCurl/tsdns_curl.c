@@ -67,14 +67,21 @@ static void *load_on_thread(void *unused) {
     return NULL;
 }
 
+// Set by the thread that starts the load, read by the same one in tsdns_curl_settle.
+static int loading_in_background;
+
 void tsdns_curl_load_in_background(void) {
     pthread_attr_t attributes;
     if (pthread_attr_init(&attributes) != 0) return;
     pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
     pthread_t thread;
     // Without a thread nothing is lost: the first use loads it.
-    (void)pthread_create(&thread, &attributes, load_on_thread, NULL);
+    if (pthread_create(&thread, &attributes, load_on_thread, NULL) == 0) loading_in_background = 1;
     pthread_attr_destroy(&attributes);
+}
+
+void tsdns_curl_settle(void) {
+    if (loading_in_background) (void)tsdns_curl_load();
 }
 
 // Each entry point loads first; without libcurl a handle is never made, so the functions

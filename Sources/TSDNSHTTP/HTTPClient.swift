@@ -22,6 +22,10 @@ public final class HTTPClient: Sendable {
     /// the ~8 ms of loading overlap its start instead of delaying its first request.
     public static func loadInBackground() { tsdns_curl_load_in_background() }
 
+    /// Waits for the load `loadInBackground` started, if any: the process must not exit
+    /// while libcurl is being loaded and initialised on the other thread.
+    public static func settleBackgroundLoad() { tsdns_curl_settle() }
+
     /// Sends a request and collects the whole body.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         let transfer = Transfer(request: request, options: options, onChunk: nil, onHead: nil, pool: options.reuseConnections ? handles : nil)

@@ -25,10 +25,27 @@ struct TSDNSReconcile: AsyncParsableCommand {
         // Every command but `validate` sends requests: libcurl loads on the second core
         // while the arguments and the config are read. A hint only: a wrong guess loads it
         // for nothing, or on first use as before.
-        if let name = subcommandName(CommandLine.arguments.dropFirst()), Self.sendsRequests.contains(name) {
-            HTTPClient.loadInBackground()
+        if loadsLibcurlEarly(Array(CommandLine.arguments.dropFirst())) { HTTPClient.loadInBackground() }
+        // ArgumentParser's `main`, with the load settled before every exit (a usage or
+        // config error exits within the load's milliseconds).
+        do {
+            var command = try await asyncParseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            HTTPClient.settleBackgroundLoad()
+            exit(withError: error)
         }
-        await main(nil)
+        HTTPClient.settleBackgroundLoad()
+    }
+
+    /// A command that will send requests, unless it is only asked for help or the version.
+    static func loadsLibcurlEarly(_ arguments: [String]) -> Bool {
+        guard let name = subcommandName(arguments[...]), sendsRequests.contains(name) else { return false }
+        return !arguments.contains { ["-h", "--help", "--version", "help"].contains($0) }
     }
 
     static let sendsRequests: Set<String> = ["run", "watch", "ctl", "demo"]

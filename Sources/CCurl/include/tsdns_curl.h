@@ -16,6 +16,11 @@ const char *tsdns_curl_load(void);
 /// meanwhile waits for it (pthread_once); a failure is reported there, as without it.
 void tsdns_curl_load_in_background(void);
 
+/// Waits for a load tsdns_curl_load_in_background started (none: returns at once). Call it
+/// before the process exits: exit() beside a load runs the destructors of the libraries
+/// being loaded while the other thread still initialises them.
+void tsdns_curl_settle(void);
+
 typedef size_t (*tsdns_curl_data_cb)(char *, size_t, size_t, void *);
 typedef int (*tsdns_curl_xferinfo_cb)(void *, curl_off_t, curl_off_t, curl_off_t, curl_off_t);
 
