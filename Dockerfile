@@ -12,7 +12,7 @@
 # Pin by digest for reproducible builds: swift:6.3.1-bookworm@sha256:...
 FROM swift:6.3.1-bookworm AS builder
 
-# libcurl's headers (the binary loads libcurl itself on its first request); OpenSSL's headers
+# libcurl's headers (the binary loads libcurl itself, when a command needs it); OpenSSL's headers
 # and pkg-config for the package's simulator TLS target, which the binary does not link.
 # Versions come with Debian 12's point releases (pinning them would break each update).
 # hadolint ignore=DL3008

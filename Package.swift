@@ -36,7 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
-        // libcurl, loaded on first use (dlopen), with typed wrappers around its variadic C
+        // libcurl, loaded when a command needs it (dlopen), with typed wrappers around its variadic C
         // API; the headers come from libcurl4-openssl-dev.
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
         // OpenSSL's server side, for the simulators' HTTPS (libcurl is the client side).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container image's claim: the release binary, built with the static Swift standard
 # library (as the Dockerfile builds it), needs nothing at run time but the base system and
-# libcurl (with the TLS library libcurl4 brings), which it loads on its first request.
+# libcurl (with the TLS library libcurl4 brings), which it loads itself when a command needs it.
 # Prints its size, NEEDED entries and ldd, and shows libcurl loading.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,14 +37,14 @@ if ldd "$binary" | grep -E 'libswift|libFoundation|libicu|not found'; then
     status=1
 fi
 "$binary" --version
-# libcurl is not linked but loaded on first use: a request must get as far as the network.
+# libcurl is not linked but loaded by the commands that send: a request must reach the network.
 answer=$("$binary" ctl --server http://127.0.0.1:9 status 2>&1 || true)
 if ! grep -q "Couldn't connect to server" <<< "$answer"; then
     echo "$answer"
     echo "FAIL: the static binary cannot load libcurl.so.4"
     status=1
 else
-    echo "libcurl loads on first use: $(head -1 <<< "$answer")"
+    echo "libcurl loads when needed: $(head -1 <<< "$answer")"
 fi
 [ "$status" -eq 0 ] && echo "static binary check: OK"
 exit "$status"

@@ -1,6 +1,8 @@
 #include "tsdns_curl.h"
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 // The library's soname: libcurl4 (OpenSSL) on Debian; the image installs it.
@@ -67,8 +69,9 @@ static void *load_on_thread(void *unused) {
     return NULL;
 }
 
-// Set by the thread that starts the load, read by the same one in tsdns_curl_settle.
-static int loading_in_background;
+// Whether a background load was started; the settle may run on another thread (an async
+// command resumes wherever the executor puts it).
+static atomic_bool loading_in_background;
 
 void tsdns_curl_load_in_background(void) {
     pthread_attr_t attributes;
@@ -76,12 +79,12 @@ void tsdns_curl_load_in_background(void) {
     pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
     pthread_t thread;
     // Without a thread nothing is lost: the first use loads it.
-    if (pthread_create(&thread, &attributes, load_on_thread, NULL) == 0) loading_in_background = 1;
+    if (pthread_create(&thread, &attributes, load_on_thread, NULL) == 0) atomic_store(&loading_in_background, true);
     pthread_attr_destroy(&attributes);
 }
 
 void tsdns_curl_settle(void) {
-    if (loading_in_background) (void)tsdns_curl_load();
+    if (atomic_load(&loading_in_background)) (void)tsdns_curl_load();
 }
 
 // Each entry point loads first; without libcurl a handle is never made, so the functions

@@ -90,12 +90,6 @@ public struct Device: Sendable, Equatable, Codable {
     /// iterated: a run reads a tailnet's 20,000 addresses several times, an array each
     /// time was an allocation per device.
     public var ipAddresses: TailscaleAddresses { TailscaleAddresses(texts: addresses) }
-
-    /// Which of `wanted` this device carries; none when the `tags` key is absent.
-    public func matchingTags(_ wanted: [String]) -> [String] {
-        guard let tags else { return [] }
-        return wanted.filter(tags.contains)
-    }
 }
 
 /// A device's addresses in Tailscale's ranges, in its order.

@@ -3,9 +3,9 @@ import TSDNSCore
 import TSDNSHTTP
 import TSDNSTailscale
 
-/// The devices body of the once benchmark, decoded in process: the scanner against
-/// `JSONDecoder`, and the pieces of a run after the read (inventory, plan), so the
-/// remaining time of a dry run can be named.
+/// The devices body of the once benchmark, decoded in process: the scanner and the stream
+/// against `JSONDecoder`, and the inventory built after the read, so the remaining time of
+/// a dry run can be named.
 func decodeBenchmark() async throws {
     let bench = try BenchTailnet()
     defer { bench.tailnet.stop(); try? FileManager.default.removeItem(at: bench.directory) }

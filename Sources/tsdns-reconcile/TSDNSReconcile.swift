@@ -44,15 +44,15 @@ struct TSDNSReconcile: AsyncParsableCommand {
 
     /// A command that will send requests, unless it is only asked for help or the version.
     static func loadsLibcurlEarly(_ arguments: [String]) -> Bool {
-        guard let name = subcommandName(arguments[...]), sendsRequests.contains(name) else { return false }
+        guard let name = subcommandName(arguments), sendsRequests.contains(name) else { return false }
         return !arguments.contains { ["-h", "--help", "--version", "help"].contains($0) }
     }
 
     static let sendsRequests: Set<String> = ["run", "watch", "ctl", "demo"]
 
     /// The first word after the global options, before ArgumentParser has read them.
-    static func subcommandName(_ arguments: ArraySlice<String>) -> String? {
-        var rest = arguments
+    static func subcommandName(_ arguments: [String]) -> String? {
+        var rest = arguments[...]
         while let argument = rest.popFirst() {
             if argument == "--log-level" || argument == "--log-format" {
                 _ = rest.popFirst()

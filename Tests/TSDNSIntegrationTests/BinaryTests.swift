@@ -101,7 +101,7 @@ struct BinaryTests {
     /// The binary does not link libcurl (that costs every start ~8 ms):
     /// with a broken one first on the library path, `--help` and `validate` work, and a run
     /// fails saying what is missing, having sent nothing.
-    @Test func libcurlIsLoadedOnFirstUseAndItsAbsenceIsNamed() async throws {
+    @Test func libcurlIsNotLinkedAndItsAbsenceIsNamed() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
         let dir = try ConfigDirectory(tailnet: tailnet)

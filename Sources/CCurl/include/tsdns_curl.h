@@ -1,7 +1,8 @@
 #ifndef TSDNS_CURL_H
 #define TSDNS_CURL_H
-// libcurl, loaded on first use: linking it makes the dynamic loader map and relocate it and
-// its ~30 dependencies at every start (about 8 ms), which `--help` and `validate` never need.
+// libcurl, loaded when a command needs it, not linked: linking it makes the dynamic loader
+// map and relocate it and its ~30 dependencies at every start (about 8 ms), which `--help`
+// and `validate` never need.
 // Only the types come from <curl/curl.h>; every call goes through these functions.
 // curl_easy_setopt/getinfo are variadic, which Swift cannot call: typed wrappers.
 #include <curl/curl.h>
