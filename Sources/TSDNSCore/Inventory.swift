@@ -36,8 +36,11 @@ public struct ProbeFinding: Sendable, Equatable {
 /// the check counts, the plan) shares it, since only their requests differ.
 public struct DeviceIndex: Sendable {
     public let devices: [Device]
-    /// Health as the control plane sees it, by nodeId.
-    public let health: [String: Health]
+    /// Health as the control plane sees it is a function of the device and the time of the
+    /// read, so it is judged when asked (a run asks for a few dozen devices), not kept for
+    /// all 10,000 in a table hashed by nodeId.
+    let now: Date
+    let staleAfter: Duration
     /// The resolver tags each device carries, by nodeId (none for shared-in devices).
     let tagSources: [String: Set<String>]
     /// The first device claiming each address, and (rarely) the others, in list order: no
@@ -47,8 +50,8 @@ public struct DeviceIndex: Sendable {
 
     public init(devices: [Device], now: Date, staleAfter: Duration, resolverTags: [String]) {
         self.devices = devices
-        var health: [String: Health] = [:]
-        health.reserveCapacity(devices.count)
+        self.now = now
+        self.staleAfter = staleAfter
         var tagSources: [String: Set<String>] = [:]
         var firstOwner: [IPAddress: Int] = [:]
         firstOwner.reserveCapacity(devices.count * 2)
@@ -56,11 +59,9 @@ public struct DeviceIndex: Sendable {
         for index in devices.indices {
             // Fields, not the device: a copy of a device (to call a method on it) retains and
             // releases its strings, which are cold in memory this late in the read.
-            let nodeId = devices[index].nodeId
-            health[nodeId] = devices[index].health(now: now, staleAfter: staleAfter)
             // A device shared in from another tailnet carries that tailnet's tags, not ours.
             if devices[index].isExternal != true, let tags = devices[index].tags {
-                for tag in resolverTags where tags.contains(tag) { tagSources[nodeId, default: []].insert(tag) }
+                for tag in resolverTags where tags.contains(tag) { tagSources[devices[index].nodeId, default: []].insert(tag) }
             }
             for address in devices[index].ipAddresses {
                 // One hash in the common case: insert, and put the first owner back if there was one.
@@ -70,7 +71,6 @@ public struct DeviceIndex: Sendable {
                 }
             }
         }
-        self.health = health
         self.tagSources = tagSources
         self.firstOwner = firstOwner
         self.otherOwners = otherOwners
@@ -83,7 +83,6 @@ public struct ResolverInventory: Sendable {
     /// The devices' own part, shared by every inventory of the read.
     public let index: DeviceIndex
     public var devices: [Device] { index.devices }
-    public var health: [String: Health] { index.health }
     /// Why each device should be a resolver, by nodeId: `tag:dns`, `kubernetes:...`, `manual`.
     public let sources: [String: Set<String>]
     /// Devices removed by operators, by nodeId.
@@ -133,9 +132,9 @@ public struct ResolverInventory: Sendable {
         return owners.first { health(of: $0).isHealthy } ?? owners.first
     }
 
-    /// Health as the control plane sees it.
+    /// Health as the control plane sees it, at the time of the read.
     public func health(of device: Device) -> Health {
-        health[device.nodeId] ?? .unhealthy("unknown")
+        device.health(now: index.now, staleAfter: index.staleAfter)
     }
 
     /// Health of one of the device's addresses: the control plane's verdict, then the DNS
@@ -149,7 +148,7 @@ public struct ResolverInventory: Sendable {
     /// Whether a device fails this check: the control plane says so, or a probe of one of
     /// its addresses failed.
     public func failsCheck(_ device: Device) -> Bool {
-        !health(of: device).isHealthy || device.ipAddresses.contains { probes[$0]?.passed == false }
+        !device.isHealthy(now: index.now, staleAfter: index.staleAfter) || device.ipAddresses.contains { probes[$0]?.passed == false }
     }
 
     /// Failed checks in a row; a failing device without a count has failed this one.

@@ -118,7 +118,7 @@ public actor Controller {
 
     private func isHealthy(at date: Date) -> (Device) -> Bool {
         let staleAfter = config.healthcheck.staleAfter
-        return { $0.health(now: date, staleAfter: staleAfter).isHealthy }
+        return { $0.isHealthy(now: date, staleAfter: staleAfter) }
     }
 
     /// Writes the durable state when it changed. A failed write is logged, never fatal: the

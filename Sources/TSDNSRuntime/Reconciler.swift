@@ -198,7 +198,7 @@ public final class Reconciler: Sendable {
         guard !snapshot.clusters.isEmpty else { return [:] }
         let index = NodeQuery.Index(snapshot.devices)
         let staleAfter = config.healthcheck.staleAfter
-        let isHealthy: (Device) -> Bool = { $0.health(now: snapshot.readAt, staleAfter: staleAfter).isHealthy }
+        let isHealthy: (Device) -> Bool = { $0.isHealthy(now: snapshot.readAt, staleAfter: staleAfter) }
         var sources: [String: Set<String>] = [:]
         var pending: [String] = []
         for cluster in snapshot.clusters {

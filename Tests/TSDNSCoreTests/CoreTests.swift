@@ -125,6 +125,31 @@ struct RealDeviceTests {
         }
     }
 
+    /// `isHealthy` is the verdict of `health` without its text, in every case the rule has.
+    @Test func isHealthyIsHealthsVerdict() throws {
+        let now = try #require(Timestamp.parse("2026-11-26T10:00:00Z"))
+        let recent = now.addingTimeInterval(-60), stale = now.addingTimeInterval(-3600)
+        var cases: [(Device, Health)] = []
+        func device(_ change: (inout Device) -> Void) -> Device {
+            var device = Device(id: "1", nodeId: "n1", name: "a.ts.net", hostname: "a", addresses: ["100.64.0.1"], expires: now.addingTimeInterval(86400))
+            change(&device)
+            return device
+        }
+        cases.append((device { _ in }, .healthy))
+        cases.append((device { $0.authorized = false }, .unhealthy("not authorized")))
+        cases.append((device { $0.expires = stale }, .unhealthy("key expired at 2026-11-26T09:00:00Z")))
+        cases.append((device { $0.expires = stale; $0.keyExpiryDisabled = true }, .healthy))
+        cases.append((device { $0.connectedToControl = false; $0.lastSeen = stale }, .unhealthy("not connected since 2026-11-26T09:00:00Z")))
+        cases.append((device { $0.connectedToControl = false }, .unhealthy("not connected")))
+        cases.append((device { $0.connectedToControl = nil }, .unhealthy("never seen")))
+        cases.append((device { $0.connectedToControl = nil; $0.lastSeen = stale }, .unhealthy("not seen since 2026-11-26T09:00:00Z")))
+        cases.append((device { $0.connectedToControl = nil; $0.lastSeen = recent }, .healthy))
+        for (device, expected) in cases {
+            #expect(device.health(now: now, staleAfter: .seconds(300)) == expected)
+            #expect(device.isHealthy(now: now, staleAfter: .seconds(300)) == expected.isHealthy)
+        }
+    }
+
     @Test func singleDeviceMatchesTheList() throws {
         struct Body: Decodable { var devices: [Device] }
         let single = try JSONDecoder().decode(Device.self, from: fixture("device"))

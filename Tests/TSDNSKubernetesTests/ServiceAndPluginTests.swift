@@ -65,9 +65,18 @@ struct ServiceTests {
 @Suite("Exec credential plugins", .timeLimit(.minutes(1)))
 struct ExecPluginTests {
     /// A plugin written as a small shell script, as operators write them.
+    /// A script written through a descriptor no child keeps: other tests start daemons
+    /// (dnsmasq, microsocks) that live for seconds, and one started while the script was
+    /// open for writing would hold it open, so that running it fails with ETXTBSY for as
+    /// long as the daemon runs (seen in a full run of the suite; Foundation's write does not set O_CLOEXEC).
     func plugin(_ body: String, in directory: URL, name: String = "plugin.sh") throws -> String {
         let url = directory.appendingPathComponent(name)
-        try write("#!/bin/sh\n\(body)\n", url, mode: 0o755)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+        guard descriptor >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(descriptor) }
+        let bytes = Array("#!/bin/sh\n\(body)\n".utf8)
+        guard write(descriptor, bytes, bytes.count) == bytes.count else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         return url.path
     }
 
