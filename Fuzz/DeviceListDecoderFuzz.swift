@@ -15,8 +15,9 @@ private struct Body: Decodable { var devices: [Device] }
 public func fuzzDeviceList(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int32 {
     // libFuzzer's own buffer, exactly `count` bytes on the heap: ASan sees a read past it.
     let body = UnsafeBufferPointer(start: bytes, count: count)
-    // The stream, fed in two pieces cut where the input says, must give the same answer.
-    let stream = DeviceListStream(expectedLength: count)
+    // The stream, fed in two pieces cut where the input says and in batches as small as the
+    // input says (0: none), must give the same answer.
+    let stream = DeviceListStream(expectedLength: count, batchSize: count > 1 ? Int(bytes[1]) : 0)
     let cut = count == 0 ? 0 : Int(bytes[0]) * count / 256
     stream.consume(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(body)[..<cut]))
     stream.consume(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(body)[cut...]))

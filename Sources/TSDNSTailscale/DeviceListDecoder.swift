@@ -671,6 +671,13 @@ private struct Scanner {
 /// every error with its path and byte offset, is exactly what `DeviceListDecoder.decode`
 /// gives for the whole body: a body that does not begin `{"devices":[` (in any spacing) is
 /// simply collected and decoded whole at the end. Used by one transfer at a time.
+///
+/// On loopback the bytes arrive faster than one core decodes them, so the list is cut into
+/// batches of about `batchSize` bytes, each decoded on the transfer's thread or on a second
+/// one beside it. A batch ends where the next seems to begin (`},{"`, which a string or a
+/// nested list can fake), so its start is a guess until the batch before it, decoded from
+/// a known start, ends exactly there; a batch that does not (or fails at all) is decoded
+/// again one device at a time, as a body without batches is, errors included.
 public final class DeviceListStream: @unchecked Sendable {
     private enum Phase {
         /// Not yet past `{"devices":[`.
@@ -698,16 +705,35 @@ public final class DeviceListStream: @unchecked Sendable {
     private var retryAt = 0
     private let retryGrowth: Int
     private var devices: [Device] = []
-    /// The most bytes held at once: one partial device and a chunk, unless the body is
-    /// decoded whole.
+    /// The most bytes held at once: one partial device, a chunk and a few batches, unless
+    /// the body is decoded whole.
     private(set) var windowPeak = 0
 
-    /// A small `retryGrowth` lets a test see cut devices decoded before the end.
-    public init(expectedLength: Int? = nil, retryGrowth: Int = 1 << 14) {
+    /// 0: no batches (every device on the transfer's thread, as it completes).
+    private let batchSize: Int
+    /// Batches cut and not yet added to `devices`, in body order: each begins where the one
+    /// before ends, and the last ends at `base`.
+    private var batches: [DeviceBatch] = []
+    private var batchedBytes = 0
+    /// Off once a batch has been decoded again: the rest of the body goes one device at a time.
+    private var batching: Bool
+    private var worker: BatchWorker?
+    /// For tests, that both ways were taken: batches the second thread decoded and
+    /// `devices` took, and whether batches were put back to be decoded one device at a time.
+    private(set) var batchesDecodedBeside = 0
+    private(set) var batchesPutBack = false
+
+    /// A small `retryGrowth` lets a test see cut devices decoded before the end; a small
+    /// `batchSize` makes batches of a few devices (0: none).
+    public init(expectedLength: Int? = nil, retryGrowth: Int = 1 << 14, batchSize: Int = 32 << 10) {
         self.retryGrowth = retryGrowth
+        self.batchSize = batchSize
+        batching = batchSize > 0
         pending.reserveCapacity(1 << 16)
         begin(expectedLength: expectedLength)
     }
+
+    deinit { worker?.stop() }
 
     /// The body's length, when known, sizes the list (one device per 256 bytes or more:
     /// capacity never used is address space, not memory).
@@ -719,13 +745,22 @@ public final class DeviceListStream: @unchecked Sendable {
     public func consume(_ bytes: UnsafeRawBufferPointer) {
         if case .failed = phase { return }
         pending.append(contentsOf: bytes.bindMemory(to: UInt8.self))
-        windowPeak = max(windowPeak, pending.count)
+        windowPeak = max(windowPeak, pending.count + batchedBytes)
         do throws(DeviceListError) {
             if case .prefix = phase {
                 matchPrefix()
                 // Still undecided past this (whitespace): decoded whole, as the prefix is
                 // looked for from the start at every chunk.
                 if case .prefix = phase, pending.count > Self.prefixLimit { phase = .whole }
+            }
+            if batching, case .elements(.element) = phase {
+                cutBatches()
+                // No `},{"` in two batches' worth (a device longer than a batch, a body with
+                // spaces): those devices one at a time, after the batches before them.
+                if batching {
+                    guard pending.count - cursor >= 2 * batchSize else { return }
+                    mergeBatches(waiting: true)
+                }
             }
             try advance(final: false)
         } catch {
@@ -736,16 +771,88 @@ public final class DeviceListStream: @unchecked Sendable {
 
     /// The devices, once the whole body has been consumed.
     public func finish() throws(DeviceListError) -> [Device] {
+        defer {
+            worker?.stop()
+            worker = nil
+        }
         switch phase {
         case .failed(let error):
             throw error
         case .prefix, .whole:
             return try pending.withUnsafeBufferPointer { buffer throws(DeviceListError) in try DeviceListDecoder.decode(bytes: buffer) }
         case .elements, .tail:
+            mergeBatches(waiting: true)
             try advance(final: true)
             return devices
         }
     }
+
+    // MARK: Batches
+
+    /// Cuts what has arrived past the cursor (at an element's start) into batches, each
+    /// ending where the last `},{"` in it seems to begin the next element.
+    private func cutBatches() {
+        mergeBatches(waiting: false)
+        while batching, pending.count - cursor >= batchSize, let end = lastElementStart(after: cursor) {
+            let batch = DeviceBatch(bytes: Array(pending[cursor..<end]), origin: base + cursor)
+            pending.removeSubrange(0..<end)
+            base += end
+            cursor = 0
+            batches.append(batch)
+            batchedBytes += batch.bytes.count
+            let worker = self.worker ?? BatchWorker()
+            self.worker = worker
+            // Beside, when the second thread is free; here otherwise.
+            if !worker.take(batch) { batch.decode() }
+            // A stalled second thread holds no more than a few batches.
+            mergeBatches(waiting: batches.count > 4)
+        }
+    }
+
+    /// Where the last `},{"` in `pending` after `start` puts the `{`, if anywhere.
+    private func lastElementStart(after start: Int) -> Int? {
+        var position = pending.count - 4
+        while position > start {
+            if pending[position] == UInt8(ascii: "}"), pending[position + 1] == UInt8(ascii: ","),
+               pending[position + 2] == UInt8(ascii: "{"), pending[position + 3] == UInt8(ascii: "\"") {
+                return position + 2
+            }
+            position -= 1
+        }
+        return nil
+    }
+
+    /// Adds the decoded batches to the devices in order; `waiting`: all of them, waiting for
+    /// the second thread. A batch that did not end where the next begins, or failed, is put
+    /// back with every batch after it, to be read one device at a time from its start
+    /// (which the batch before it proved).
+    private func mergeBatches(waiting: Bool) {
+        if waiting { worker?.waitUntilIdle() }
+        while let first = batches.first, let outcome = worker?.outcome(of: first) {
+            guard case .devices(let decoded) = outcome else {
+                worker?.waitUntilIdle()
+                var restored: [UInt8] = []
+                restored.reserveCapacity(batchedBytes + pending.count)
+                for batch in batches { restored += batch.bytes }
+                restored += pending[...]
+                base = first.origin
+                pending = restored
+                cursor = 0
+                retryAt = 0
+                batches = []
+                batchedBytes = 0
+                batching = false
+                batchesPutBack = true
+                return
+            }
+            devices.append(contentsOf: decoded)
+            if first.decodedBeside { batchesDecodedBeside += 1 }
+            batchedBytes -= first.bytes.count
+            batches.removeFirst()
+        }
+    }
+
+    // MARK: One device at a time
 
     /// `BOM? ws { ws "devices" ws : ws [`: the list starts at once.
     private func matchPrefix() {
@@ -802,6 +909,8 @@ public final class DeviceListStream: @unchecked Sendable {
                     cursor += 1
                     if byte == UInt8(ascii: ",") {
                         phase = .elements(.element)
+                        // The rest in batches, unless they found no place to cut.
+                        if batching && !final && buffer.count - cursor < 2 * batchSize { return }
                     } else if byte == UInt8(ascii: "]") {
                         phase = .tail
                     } else {
@@ -858,4 +967,116 @@ public final class DeviceListStream: @unchecked Sendable {
     /// How near the end of the bytes so far an error must be to mean "cut here": farther
     /// than the longest token the decoder reads ahead (`\ud83d\ude00`, `false`).
     static let cutMargin = 64
+}
+
+/// Whole elements of the list, `device , device , ... ,`, as they stand in the body from
+/// `origin`: decoded into devices only if the bytes are exactly that (the last comma
+/// included), so a start that was only guessed proves nothing false.
+final class DeviceBatch: @unchecked Sendable {
+    enum Outcome {
+        case devices([Device])
+        case refused
+    }
+
+    let bytes: [UInt8]
+    let origin: Int
+    /// Written once by the thread that decodes the batch (the transfer's, or the second
+    /// thread); read under the worker's lock.
+    fileprivate(set) var outcome: Outcome?
+    fileprivate(set) var decodedBeside = false
+
+    init(bytes: [UInt8], origin: Int) {
+        self.bytes = bytes
+        self.origin = origin
+    }
+
+    /// Decodes the batch on the transfer's thread.
+    func decode() {
+        outcome = decoded()
+    }
+
+    func decoded() -> Outcome {
+        bytes.withUnsafeBufferPointer(Self.elements).map(Outcome.devices) ?? .refused
+    }
+
+    static func elements(_ bytes: UnsafeBufferPointer<UInt8>) -> [Device]? {
+        var scanner = Scanner(bytes)
+        var devices: [Device] = []
+        devices.reserveCapacity(bytes.count / 512 + 1)
+        scanner.skipWhitespace()
+        while scanner.index < bytes.count {
+            scanner.depth = 2
+            guard let device = try? scanner.device() else { return nil }
+            devices.append(device)
+            scanner.skipWhitespace()
+            guard scanner.peek() == UInt8(ascii: ",") else { return nil }
+            scanner.index += 1
+            scanner.skipWhitespace()
+        }
+        return devices
+    }
+}
+
+/// The second thread of a stream: decodes one batch at a time, handed over only while it
+/// is idle. Started with the stream's first batch, stopped by `finish` or the stream's end
+/// (a transfer that failed midway).
+final class BatchWorker: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var job: DeviceBatch?
+    private var busy = false
+    private var stopped = false
+
+    init() {
+        let thread = Thread { [self] in run() }
+        thread.name = "tsdns-decode"
+        thread.start()
+    }
+
+    /// Hands over a batch if idle; false when busy (the caller decodes it itself).
+    func take(_ batch: DeviceBatch) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !busy, !stopped else { return false }
+        job = batch
+        busy = true
+        condition.broadcast()
+        return true
+    }
+
+    /// A batch's outcome, read under the lock (the second thread may be writing it).
+    func outcome(of batch: DeviceBatch) -> DeviceBatch.Outcome? {
+        condition.lock()
+        defer { condition.unlock() }
+        return batch.outcome
+    }
+
+    func waitUntilIdle() {
+        condition.lock()
+        while busy { condition.wait() }
+        condition.unlock()
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func run() {
+        condition.lock()
+        while true {
+            while job == nil && !stopped { condition.wait() }
+            guard let batch = job else { break }
+            job = nil
+            condition.unlock()
+            let outcome = batch.decoded()
+            condition.lock()
+            batch.outcome = outcome
+            batch.decodedBeside = true
+            busy = false
+            condition.broadcast()
+        }
+        condition.unlock()
+    }
 }

@@ -219,8 +219,8 @@ struct DeviceListDecoderTests {
             }
             for bytes in bodies {
                 let whole = fast(Data(bytes))
-                for growth in [1, 7, 1 << 14] {
-                    let stream = DeviceListStream(expectedLength: bytes.count, retryGrowth: growth)
+                for (growth, batchSize) in [(1, 0), (7, 1), (1 << 14, 64)] {
+                    let stream = DeviceListStream(expectedLength: bytes.count, retryGrowth: growth, batchSize: batchSize)
                     var offset = 0
                     while offset < bytes.count {
                         let size = min(bytes.count - offset, generator.chance(30) ? generator.int(1...3) : generator.int(1...200))
@@ -239,8 +239,52 @@ struct DeviceListDecoderTests {
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
     }
 
+    /// Batches: lists long enough to be cut many times, where `},{"` also stands inside
+    /// devices (nested lists of objects, strings), with devices wrong here and there: the
+    /// same devices or the same error as the whole-body decoder, and both the second thread
+    /// and the putting back of a batch were used.
+    @Test func batchesAgreeWithTheWholeBodyDecoder() async {
+        let (failures, beside, putBack) = await onOwnThread { () -> ([String], Int, Int) in
+            var generator = Generator(seed: 0xBA_7C_4E5)
+            var failures: [String] = []
+            var beside = 0, putBack = 0
+            for round in 0..<400 {
+                var devices = (0..<generator.int(20...60)).map { generator.device($0) }
+                // A false boundary inside a device: a list of objects, a string ending in `},{`.
+                for _ in 0..<generator.int(0...3) {
+                    let index = generator.int(0...(devices.count - 1))
+                    let fake = generator.chance(50) ? #""x":[{"a":1},{"b":[{"c":2},{"d":3}]}],"# : #""y":"},{","#
+                    devices[index].insert(contentsOf: fake, at: devices[index].index(after: devices[index].startIndex))
+                }
+                var bytes = Array((#"{"devices":["# + devices.joined(separator: ",") + "]}").utf8)
+                if round % 4 == 3 { for _ in 0..<generator.int(1...2) { generator.mutate(&bytes) } }
+                let whole = fast(Data(bytes))
+                for batchSize in [1, 50, 400, 2000] {
+                    let stream = DeviceListStream(expectedLength: bytes.count, batchSize: batchSize)
+                    var offset = 0
+                    while offset < bytes.count {
+                        let size = min(bytes.count - offset, generator.int(1...700))
+                        bytes[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
+                        offset += size
+                    }
+                    let streamed: Result<[Device], DeviceListError>
+                    do throws(DeviceListError) { streamed = .success(try stream.finish()) } catch { streamed = .failure(error) }
+                    beside += stream.batchesDecodedBeside
+                    putBack += stream.batchesPutBack ? 1 : 0
+                    if streamed != whole, failures.count < 10 {
+                        failures.append("batch \(batchSize), \(String(decoding: bytes.prefix(300), as: UTF8.self)): whole \(whole), streamed \(streamed)")
+                    }
+                }
+            }
+            return (failures, beside, putBack)
+        }
+        #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
+        #expect(beside > 0, "no batch was decoded on the second thread")
+        #expect(putBack > 0, "no batch was put back")
+    }
+
     /// A list in chunks of libcurl's size is let go of as it is decoded: the window holds a
-    /// partial device and a chunk, never the body (a prefix check once sent every body
+    /// partial device, a chunk and a few batches, never the body (a prefix check once sent every body
     /// whose first chunk was over 4 KB down the decode-it-whole path).
     @Test func theWindowStaysSmallWhateverTheFirstChunk() throws {
         let body = Array((#"{"devices":["# + Array(repeating: Self.minimal, count: 20_000).joined(separator: ",") + "]}").utf8)
@@ -253,7 +297,9 @@ struct DeviceListDecoderTests {
                 offset += size
             }
             #expect(try stream.finish().count == 20_000)
-            #expect(stream.windowPeak < 64 << 10, "first chunk \(first): \(stream.windowPeak) of \(body.count) bytes held")
+            // A chunk, a partial device and a few batches of 32 KB.
+            #expect(stream.windowPeak < 256 << 10, "first chunk \(first): \(stream.windowPeak) of \(body.count) bytes held")
+            #expect(stream.batchesDecodedBeside > 0)
         }
     }
 
