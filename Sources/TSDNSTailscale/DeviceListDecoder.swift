@@ -1023,6 +1023,9 @@ final class DeviceBatch: @unchecked Sendable {
 final class BatchWorker: @unchecked Sendable {
     private let condition = NSCondition()
     private var job: DeviceBatch?
+    /// Set by the thread itself: until it runs (or if it never does), every batch is decoded
+    /// by the caller, so nothing ever waits on a thread that is not there.
+    private var running = false
     private var busy = false
     private var stopped = false
 
@@ -1036,7 +1039,7 @@ final class BatchWorker: @unchecked Sendable {
     func take(_ batch: DeviceBatch) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        guard !busy, !stopped else { return false }
+        guard running, !busy, !stopped else { return false }
         job = batch
         busy = true
         condition.broadcast()
@@ -1065,6 +1068,7 @@ final class BatchWorker: @unchecked Sendable {
 
     private func run() {
         condition.lock()
+        running = true
         while true {
             while job == nil && !stopped { condition.wait() }
             guard let batch = job else { break }

@@ -299,7 +299,6 @@ struct DeviceListDecoderTests {
             #expect(try stream.finish().count == 20_000)
             // A chunk, a partial device and a few batches of 32 KB.
             #expect(stream.windowPeak < 256 << 10, "first chunk \(first): \(stream.windowPeak) of \(body.count) bytes held")
-            #expect(stream.batchesDecodedBeside > 0)
         }
     }
 
