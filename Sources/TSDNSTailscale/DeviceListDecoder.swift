@@ -802,7 +802,7 @@ public final class DeviceListStream: @unchecked Sendable {
             batchedBytes += batch.bytes.count
             let worker = self.worker ?? BatchWorker()
             self.worker = worker
-            // Beside, when the second thread is free; here otherwise.
+            // Beside, unless a batch already waits for the second thread; here otherwise.
             if !worker.take(batch) { batch.decode() }
             // A stalled second thread holds no more than a few batches.
             mergeBatches(waiting: batches.count > 4)
@@ -1017,16 +1017,17 @@ final class DeviceBatch: @unchecked Sendable {
     }
 }
 
-/// The second thread of a stream: decodes one batch at a time, handed over only while it
-/// is idle. Started with the stream's first batch, stopped by `finish` or the stream's end
-/// (a transfer that failed midway).
+/// The second thread of a stream: decodes batches in the order handed over, with one
+/// waiting at most (the transfer's thread, which also receives, decodes the rest). Started
+/// with the stream's first batch, stopped by `finish` or the stream's end (a transfer that
+/// failed midway).
 final class BatchWorker: @unchecked Sendable {
     private let condition = NSCondition()
-    private var job: DeviceBatch?
+    private var waiting: DeviceBatch?
     /// Set by the thread itself: until it runs (or if it never does), every batch is decoded
     /// by the caller, so nothing ever waits on a thread that is not there.
     private var running = false
-    private var busy = false
+    private var decoding = false
     private var stopped = false
 
     init() {
@@ -1035,13 +1036,12 @@ final class BatchWorker: @unchecked Sendable {
         thread.start()
     }
 
-    /// Hands over a batch if idle; false when busy (the caller decodes it itself).
+    /// Hands over a batch if none is waiting; false otherwise (the caller decodes it itself).
     func take(_ batch: DeviceBatch) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        guard running, !busy, !stopped else { return false }
-        job = batch
-        busy = true
+        guard running, waiting == nil, !stopped else { return false }
+        waiting = batch
         condition.broadcast()
         return true
     }
@@ -1055,7 +1055,7 @@ final class BatchWorker: @unchecked Sendable {
 
     func waitUntilIdle() {
         condition.lock()
-        while busy { condition.wait() }
+        while waiting != nil || decoding { condition.wait() }
         condition.unlock()
     }
 
@@ -1070,15 +1070,17 @@ final class BatchWorker: @unchecked Sendable {
         condition.lock()
         running = true
         while true {
-            while job == nil && !stopped { condition.wait() }
-            guard let batch = job else { break }
-            job = nil
+            while waiting == nil && !stopped { condition.wait() }
+            guard let batch = waiting else { break }
+            waiting = nil
+            decoding = true
+            condition.broadcast()
             condition.unlock()
             let outcome = batch.decoded()
             condition.lock()
             batch.outcome = outcome
             batch.decodedBeside = true
-            busy = false
+            decoding = false
             condition.broadcast()
         }
         condition.unlock()
