@@ -717,7 +717,7 @@ public final class DeviceListStream: @unchecked Sendable {
     private var batchedBytes = 0
     /// Off once a batch has been decoded again: the rest of the body goes one device at a time.
     private var batching: Bool
-    private var worker: BatchWorker?
+    private(set) var worker: BatchWorker?
     /// For tests, that both ways were taken: batches the second thread decoded and
     /// `devices` took, and whether batches were put back to be decoded one device at a time.
     private(set) var batchesDecodedBeside = 0
@@ -1029,6 +1029,7 @@ final class BatchWorker: @unchecked Sendable {
     private var running = false
     private var decoding = false
     private var stopped = false
+    private var exited = false
 
     init() {
         let thread = Thread { [self] in run() }
@@ -1066,6 +1067,15 @@ final class BatchWorker: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// For tests: whether the thread has ended, waiting for it up to `timeout`.
+    func waitForExit(timeout: Duration) -> Bool {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        condition.lock()
+        defer { condition.unlock() }
+        while !exited { if !condition.wait(until: deadline) { break } }
+        return exited
+    }
+
     private func run() {
         condition.lock()
         running = true
@@ -1083,6 +1093,8 @@ final class BatchWorker: @unchecked Sendable {
             decoding = false
             condition.broadcast()
         }
+        exited = true
+        condition.broadcast()
         condition.unlock()
     }
 }

@@ -302,6 +302,26 @@ struct DeviceListDecoderTests {
         }
     }
 
+    /// The second thread ends with its stream: at `finish`, and when a transfer that failed
+    /// midway drops the stream unfinished.
+    @Test func theDecodeThreadEndsWithItsStream() throws {
+        let body = Array((#"{"devices":["# + Array(repeating: Self.minimal, count: 2_000).joined(separator: ",") + "]}").utf8)
+        var workers: [BatchWorker] = []
+        for finished in [true, false] {
+            let stream = DeviceListStream(expectedLength: body.count, batchSize: 1_024)
+            let cut = finished ? body.count : body.count / 2
+            var offset = 0
+            while offset < cut {
+                let size = min(cut - offset, 4_096)
+                body[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
+                offset += size
+            }
+            workers.append(try #require(stream.worker))
+            if finished { #expect(try stream.finish().count == 2_000) }
+        }
+        for worker in workers { #expect(worker.waitForExit(timeout: .seconds(10))) }
+    }
+
     /// The length a server announces sizes the list, but never beyond the body cap: a lie
     /// is not an allocation.
     @Test func anAnnouncedLengthIsNotTrusted() throws {
