@@ -10,7 +10,14 @@ public struct Device: Sendable, Equatable, Codable {
     public var name: String
     /// The machine name: not unique.
     public var hostname: String
-    public var addresses: [String]
+    public var addresses: [String] {
+        didSet { ipAddresses = TailscaleAddresses(addresses) }
+    }
+    /// The addresses inside Tailscale's ranges, parsed when the list is set: a run reads a
+    /// tailnet's 20,000 addresses several times (and the decoder sets them on two threads),
+    /// so they are not parsed again at each read. Anything else a device claims (`8.8.8.8`,
+    /// `::ffff:100.64.0.1`) never becomes a managed entry.
+    public private(set) var ipAddresses: TailscaleAddresses
     public var tags: [String]?
     public var authorized: Bool?
     public var connectedToControl: Bool?
@@ -30,6 +37,7 @@ public struct Device: Sendable, Equatable, Codable {
         self.name = name
         self.hostname = hostname
         self.addresses = addresses
+        ipAddresses = TailscaleAddresses(addresses)
         self.tags = tags
         self.authorized = authorized
         self.connectedToControl = connectedToControl
@@ -51,6 +59,7 @@ public struct Device: Sendable, Equatable, Codable {
         name = try c.decode(String.self, forKey: .name)
         hostname = try c.decode(String.self, forKey: .hostname)
         addresses = try c.decode([String].self, forKey: .addresses)
+        ipAddresses = TailscaleAddresses(addresses)
         tags = try c.decodeIfPresent([String].self, forKey: .tags)
         authorized = try c.decodeIfPresent(Bool.self, forKey: .authorized)
         connectedToControl = try c.decodeIfPresent(Bool.self, forKey: .connectedToControl)
@@ -84,33 +93,45 @@ public struct Device: Sendable, Equatable, Codable {
         }
         return date
     }
-
-    /// The device's addresses inside Tailscale's ranges. Anything else a device claims
-    /// (`8.8.8.8`, `::ffff:100.64.0.1`) never becomes a managed entry. Parsed as they are
-    /// iterated: a run reads a tailnet's 20,000 addresses several times, an array each
-    /// time was an allocation per device.
-    public var ipAddresses: TailscaleAddresses { TailscaleAddresses(texts: addresses) }
 }
 
-/// A device's addresses in Tailscale's ranges, in its order.
-public struct TailscaleAddresses: Sequence, Sendable {
-    let texts: [String]
+/// A device's addresses in Tailscale's ranges, in its order: the first two in place (a
+/// device has one IPv4 and one IPv6 address), any more in a list.
+public struct TailscaleAddresses: Sequence, Sendable, Equatable {
+    private var first: IPAddress?
+    private var second: IPAddress?
+    private var more: [IPAddress]?
 
-    public struct Iterator: IteratorProtocol {
-        let texts: [String]
-        var position = 0
-
-        public mutating func next() -> IPAddress? {
-            while position < texts.count {
-                // Each text is lent to the parser, not copied out of the list.
-                defer { position += 1 }
-                if let address = IPAddress(texts[position]), address.isTailscaleRange { return address }
+    init(_ texts: [String]) {
+        for text in texts {
+            guard let address = IPAddress(text), address.isTailscaleRange else { continue }
+            if first == nil {
+                first = address
+            } else if second == nil {
+                second = address
+            } else {
+                more = (more ?? []) + [address]
             }
-            return nil
         }
     }
 
-    public func makeIterator() -> Iterator { Iterator(texts: texts) }
+    public struct Iterator: IteratorProtocol {
+        let addresses: TailscaleAddresses
+        var position = 0
+
+        public mutating func next() -> IPAddress? {
+            defer { position += 1 }
+            switch position {
+            case 0: return addresses.first
+            case 1: return addresses.second
+            default:
+                guard let more = addresses.more, position - 2 < more.count else { return nil }
+                return more[position - 2]
+            }
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(addresses: self) }
 }
 
 public enum Timestamp {

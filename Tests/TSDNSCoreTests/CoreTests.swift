@@ -125,6 +125,19 @@ struct RealDeviceTests {
         }
     }
 
+    /// The parsed addresses follow the list however it is set: at init, when decoded, when
+    /// changed; in order, Tailscale's ranges only, however many.
+    @Test func parsedAddressesFollowTheList() throws {
+        var device = Device(id: "1", nodeId: "n1", name: "a.ts.net", hostname: "a", addresses: ["100.64.0.1", "8.8.8.8", "fd7a:115c:a1e0::1"])
+        #expect(device.ipAddresses.map(\.description) == ["100.64.0.1", "fd7a:115c:a1e0::1"])
+        device.addresses = ["fd7a:115c:a1e0::9", "100.64.0.9", "100.64.0.10", "::ffff:100.64.0.1", "fd7a:115c:a1e0:0::a", "not an address"]
+        #expect(device.ipAddresses.map(\.description) == ["fd7a:115c:a1e0::9", "100.64.0.9", "100.64.0.10", "fd7a:115c:a1e0::a"])
+        device.addresses.removeAll()
+        #expect(Array(device.ipAddresses).isEmpty)
+        let decoded = try JSONDecoder().decode(Device.self, from: Data(#"{"nodeId":"n2","name":"b","hostname":"b","addresses":["100.64.0.2"]}"#.utf8))
+        #expect(decoded.ipAddresses.map(\.description) == ["100.64.0.2"])
+    }
+
     /// `isHealthy` is the verdict of `health` without its text, in every case the rule has.
     @Test func isHealthyIsHealthsVerdict() throws {
         let now = try #require(Timestamp.parse("2026-11-26T10:00:00Z"))
