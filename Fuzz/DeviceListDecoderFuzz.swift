@@ -15,17 +15,27 @@ private struct Body: Decodable { var devices: [Device] }
 public func fuzzDeviceList(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int32 {
     // libFuzzer's own buffer, exactly `count` bytes on the heap: ASan sees a read past it.
     let body = UnsafeBufferPointer(start: bytes, count: count)
-    // The stream, fed in two pieces cut where the input says and in batches as small as the
-    // input says (0: none), must give the same answer.
-    let stream = DeviceListStream(expectedLength: count, batchSize: count > 1 ? Int(bytes[1]) : 0)
-    let cut = count == 0 ? 0 : Int(bytes[0]) * count / 256
-    stream.consume(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(body)[..<cut]))
-    stream.consume(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(body)[cut...]))
+    // The stream must give the same answer fed as the input says: a first piece cut at one
+    // byte's share of the input, the rest in chunks of another byte's size, in batches of a
+    // third byte's, for one input in four (a chunk cuts one batch at most, so small chunks
+    // make many; batches start a thread, which costs more than the rest of a run).
+    let knob = { (position: Int) -> Int in count == 0 ? 0 : Int(bytes[position * (count - 1) / 3]) }
+    let batchSize = knob(2) % 4 == 0 ? knob(2) % 160 : 0
+    let stream = DeviceListStream(expectedLength: count, batchSize: batchSize)
+    let cut = knob(0) * count / 256
+    let step = 1 + knob(1) % 96
+    let raw = UnsafeRawBufferPointer(body)
+    stream.consume(UnsafeRawBufferPointer(rebasing: raw[..<cut]))
+    var offset = cut
+    while offset < count {
+        stream.consume(UnsafeRawBufferPointer(rebasing: raw[offset..<min(count, offset + step)]))
+        offset += step
+    }
     let streamed: Result<[Device], DeviceListError>
     do throws(DeviceListError) { streamed = .success(try stream.finish()) } catch { streamed = .failure(error) }
     let whole: Result<[Device], DeviceListError>
     do throws(DeviceListError) { whole = .success(try DeviceListDecoder.decode(bytes: body)) } catch { whole = .failure(error) }
-    precondition(streamed == whole, "the stream (cut at \(cut)) and the whole body disagree: \(streamed) vs \(whole)")
+    precondition(streamed == whole, "the stream (cut at \(cut), chunks of \(step), batches of \(batchSize)) and the whole body disagree: \(streamed) vs \(whole)")
 
     let decoded: [Device]
     do throws(DeviceListError) {

@@ -129,7 +129,7 @@ public struct ResolverInventory: Sendable {
         guard let first = index.firstOwner[address] else { return nil }
         guard let others = index.otherOwners[address] else { return devices[first] }
         let owners = ([first] + others).map { devices[$0] }
-        return owners.first { health(of: $0).isHealthy } ?? owners.first
+        return owners.first { $0.isHealthy(now: index.now, staleAfter: index.staleAfter) } ?? owners.first
     }
 
     /// Health as the control plane sees it, at the time of the read.

@@ -798,6 +798,7 @@ public final class DeviceListStream: @unchecked Sendable {
             pending.removeSubrange(0..<end)
             base += end
             cursor = 0
+            retryAt = max(0, retryAt - end)
             batches.append(batch)
             batchedBytes += batch.bytes.count
             let worker = self.worker ?? BatchWorker()
