@@ -30,6 +30,13 @@ struct ReconcilerTests {
     @Test func aReadIndexesTheDevicesOnce() async throws {
         let tailnet = try makeTailnet()
         defer { tailnet.stop() }
+        // Health that depends on the time of the read and on staleAfter: seen 4 and 6
+        // minutes ago, with no connectedToControl (staleAfter is 5 minutes).
+        for (n, minutes) in [(60, 4.0), (61, 6.0)] {
+            var device = SimulatedDevices.device(n, hostname: "seen-\(n)", lastSeen: Date().addingTimeInterval(-minutes * 60))
+            device.connectedToControl = nil
+            tailnet.addDevice(device)
+        }
         let reconciler = makeReconciler(tailnet)
         let snapshot = try await reconciler.read()
         let index = try #require(snapshot.deviceIndex)
@@ -39,6 +46,8 @@ struct ReconcilerTests {
             devices: snapshot.devices, now: snapshot.readAt, staleAfter: Config().healthcheck.staleAfter, resolverTags: Config().resolvers.tags
         )
         #expect(snapshot.devices.map { shared.health(of: $0) } == snapshot.devices.map { rebuilt.health(of: $0) })
+        let seen = snapshot.devices.filter { $0.hostname.hasPrefix("seen-") }.map { shared.health(of: $0).isHealthy }
+        #expect(seen == [true, false])
         #expect(shared.sources == rebuilt.sources)
         for address in snapshot.devices.flatMap(\.ipAddresses) {
             #expect(shared.owner(of: address)?.nodeId == rebuilt.owner(of: address)?.nodeId)
