@@ -722,6 +722,11 @@ public final class DeviceListStream: @unchecked Sendable {
     /// `devices` took, and whether batches were put back to be decoded one device at a time.
     private(set) var batchesDecodedBeside = 0
     private(set) var batchesPutBack = false
+    /// Where in the body the search for `},{"` has looked, so that each byte is looked at
+    /// once, however small the chunks (a body with spaces has none to find); and how many
+    /// bytes it has looked at, for a test.
+    private var boundarySearchedTo = 0
+    private(set) var boundaryBytesSearched = 0
 
     /// A small `retryGrowth` lets a test see cut devices decoded before the end; a small
     /// `batchSize` makes batches of a few devices (0: none).
@@ -810,10 +815,15 @@ public final class DeviceListStream: @unchecked Sendable {
         }
     }
 
-    /// Where the last `},{"` in `pending` after `start` puts the `{`, if anywhere.
+    /// Where the last `},{"` in `pending` after `start` puts the `{`, if anywhere. Only
+    /// bytes that arrived since the last search are looked at: there was none before them
+    /// (or the batch was cut there).
     private func lastElementStart(after start: Int) -> Int? {
+        defer { boundarySearchedTo = base + pending.count }
+        let from = max(start + 1, boundarySearchedTo - base - 3)
         var position = pending.count - 4
-        while position > start {
+        while position >= from {
+            boundaryBytesSearched += 1
             if pending[position] == UInt8(ascii: "}"), pending[position + 1] == UInt8(ascii: ","),
                pending[position + 2] == UInt8(ascii: "{"), pending[position + 3] == UInt8(ascii: "\"") {
                 return position + 2

@@ -302,6 +302,30 @@ struct DeviceListDecoderTests {
         }
     }
 
+    /// However small the chunks, the search for a place to cut looks at each byte of the body
+    /// once: in a body with spaces it finds none, and looking through all that waits at every
+    /// chunk made the fuzzer's first input take 10 s.
+    @Test func theSearchForACutLooksAtEachByteOnce() throws {
+        let pretty = try Array(Data(contentsOf: fixtures.appendingPathComponent("devices.json")))
+        let compact = Array((#"{"devices":["# + Array(repeating: Self.minimal, count: 500).joined(separator: ",") + "]}").utf8)
+        for body in [pretty, compact] {
+            let whole = fast(Data(body))
+            for (chunk, batchSize) in [(1, 52), (6, 52), (1, 1), (700, 4096)] {
+                let stream = DeviceListStream(expectedLength: body.count, batchSize: batchSize)
+                var offset = 0
+                while offset < body.count {
+                    let size = min(body.count - offset, chunk)
+                    body[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
+                    offset += size
+                }
+                let streamed: Result<[Device], DeviceListError>
+                do throws(DeviceListError) { streamed = .success(try stream.finish()) } catch { streamed = .failure(error) }
+                #expect(streamed == whole)
+                #expect(stream.boundaryBytesSearched <= body.count, "chunks of \(chunk), batches of \(batchSize): \(stream.boundaryBytesSearched) bytes searched in \(body.count)")
+            }
+        }
+    }
+
     /// The second thread ends with its stream: at `finish`, and when a transfer that failed
     /// midway drops the stream unfinished.
     @Test func theDecodeThreadEndsWithItsStream() throws {
