@@ -15,7 +15,8 @@ public final class HTTPClient: Sendable {
         self.options = options
     }
 
-    /// Why libcurl cannot be used (it is loaded on the first transfer), or nil.
+    /// Why libcurl cannot be used (it is not linked: loaded by the first transfer, or beside
+    /// the start by `loadInBackground`), or nil.
     static var unavailable: String? { tsdns_curl_load().map { String(cString: $0) } }
 
     /// Starts loading libcurl on another thread, for a command that will send requests:

@@ -809,7 +809,7 @@ public final class DeviceListStream: @unchecked Sendable {
             let worker = self.worker ?? BatchWorker()
             self.worker = worker
             // Beside, unless a batch already waits for the second thread; here otherwise.
-            if !worker.take(batch) { batch.decode() }
+            if !worker.take(batch) { batch.outcome = batch.decoded() }
             // A stalled second thread holds no more than a few batches.
             mergeBatches(waiting: batches.count > 4)
         }
@@ -839,9 +839,8 @@ public final class DeviceListStream: @unchecked Sendable {
     /// (which the batch before it proved).
     private func mergeBatches(waiting: Bool) {
         if waiting { worker?.waitUntilIdle() }
-        while let first = batches.first, let outcome = worker?.outcome(of: first) {
+        while let first = batches.first, let (outcome, decodedBeside) = worker?.outcome(of: first) {
             guard case .devices(let decoded) = outcome else {
-                worker?.waitUntilIdle()
                 var restored: [UInt8] = []
                 restored.reserveCapacity(batchedBytes + pending.count)
                 for batch in batches { restored += batch.bytes }
@@ -857,7 +856,7 @@ public final class DeviceListStream: @unchecked Sendable {
                 return
             }
             devices.append(contentsOf: decoded)
-            if first.decodedBeside { batchesDecodedBeside += 1 }
+            if decodedBeside { batchesDecodedBeside += 1 }
             batchedBytes -= first.bytes.count
             batches.removeFirst()
         }
@@ -1001,11 +1000,6 @@ final class DeviceBatch: @unchecked Sendable {
         self.origin = origin
     }
 
-    /// Decodes the batch on the transfer's thread.
-    func decode() {
-        outcome = decoded()
-    }
-
     func decoded() -> Outcome {
         bytes.withUnsafeBufferPointer(Self.elements).map(Outcome.devices) ?? .refused
     }
@@ -1058,11 +1052,12 @@ final class BatchWorker: @unchecked Sendable {
         return true
     }
 
-    /// A batch's outcome, read under the lock (the second thread may be writing it).
-    func outcome(of batch: DeviceBatch) -> DeviceBatch.Outcome? {
+    /// A batch's outcome and whether this thread decoded it, read under the lock (the
+    /// thread may be writing them).
+    func outcome(of batch: DeviceBatch) -> (DeviceBatch.Outcome, decodedBeside: Bool)? {
         condition.lock()
         defer { condition.unlock() }
-        return batch.outcome
+        return batch.outcome.map { ($0, batch.decodedBeside) }
     }
 
     func waitUntilIdle() {
