@@ -54,7 +54,7 @@ release: deps
 # The binary the container image ships: the Swift runtime linked in (own scratch path,
 # so it does not overwrite .build/release).
 static: deps
-	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product tsdns-reconcile
+	SWIFT=$(SWIFT) scripts/build-static.sh --scratch-path .build-static
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The container image's claim: the release binary, built with the static Swift standard
-# library (as the Dockerfile builds it), needs nothing at run time but the base system and
+# library (as the Dockerfile builds it, with scripts/build-static.sh), needs nothing at run time but the base system and
 # libcurl (with the TLS library libcurl4 brings), which it loads itself when a command needs it.
 # Prints its size, NEEDED entries and ldd, and shows libcurl loading.
 set -euo pipefail
@@ -11,7 +11,7 @@ binary="$SCRATCH/release/tsdns-reconcile"
 stripped="$(mktemp)"
 build_log="$(mktemp)"
 trap 'rm -f "$stripped" "$build_log"' EXIT
-if ! "$SWIFT" build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product tsdns-reconcile > "$build_log" 2>&1; then
+if ! SWIFT="$SWIFT" scripts/build-static.sh --scratch-path "$SCRATCH" > "$build_log" 2>&1; then
     cat "$build_log"
     echo "FAIL: the static build failed"
     exit 1

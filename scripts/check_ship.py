@@ -621,8 +621,8 @@ def cmd_dockerfile(path: str, dockerignore: str) -> None:
         brun = " ".join(v for i, v in builder["ins"] if i == "RUN")
         for pkg in ("libcurl4-openssl-dev", "libssl-dev", "pkg-config"):
             f.check(pkg in brun.split(), f"builder does not install {pkg}")
-        f.check(re.search(r"swift build -c release --static-swift-stdlib --product tsdns-reconcile", brun) is not None,
-                "builder does not run swift build -c release --static-swift-stdlib --product tsdns-reconcile")
+        f.check(re.search(r"(^|[\s;&])scripts/build-static\.sh(\s|$)", brun) is not None,
+                "builder does not run scripts/build-static.sh (the static release build)")
         runs = [v for i, v in runtime["ins"] if i == "RUN"]
         installed = []
         for r in runs:

@@ -26,7 +26,12 @@ static const char *failure;
 static char message[512];
 
 static void load(void) {
-    void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    // RTLD_LAZY: about 1 ms sooner, on the critical path of every command that sends. The
+    // libraries built without BIND_NOW (Kerberos, GMP, RTMP, nghttp2, ...: 1,828 of the 8,961
+    // function relocations of libcurl and its libraries) then bind a function at its first
+    // call, as they do for curl itself; the others (libcurl, OpenSSL, GnuTLS) still bind all
+    // at load, as their BIND_NOW asks.
+    void *handle = dlopen(library, RTLD_LAZY | RTLD_LOCAL);
     if (handle == NULL) {
         snprintf(message, sizeof message, "cannot load %s: %s", library, dlerror());
         failure = message;

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The binary that ships (the container image, `make static`, `make bench`): release, with the
+# Swift runtime and Foundation linked in. Extra arguments go to `swift build`
+# (`--scratch-path DIR`, `--show-bin-path`).
+#
+# -disable-concrete-type-metadata-mangled-name-accessors, for every module (ours and the
+# dependencies): the compiler then reaches a generic type's metadata (`Set<Name>`,
+# `Option<String>`) through its accessor, with the conformances it needs passed in, instead of
+# a mangled name that the runtime decodes on first use, looking each conformance up by a scan
+# of all 8,337 conformance records in the binary. `--help` made 36 such scans and a dry run
+# 61; with the flag 28 and 40 (the rest is reflection, in ArgumentParser and the stdlib).
+# Measured: --help 1.6 ms and a dry run 2.3 ms faster; the binary 0.3 MB larger.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec "${SWIFT:-swift}" build -c release --static-swift-stdlib --product tsdns-reconcile \
+    -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors "$@"
