@@ -13,8 +13,16 @@ let packedRelocations: Bool = {
         .split(separator: " ").last?.split(separator: ".").compactMap { Int($0) } ?? []
     return version.count >= 2 && (version[0], version[1]) >= (2, 36)
 }()
+// The executable exports none of its ~24,000 symbols (the Swift driver asks for all on Linux):
+// nothing looks them up by name (libdispatch's `dispatch_async_swift_job`, which the
+// concurrency runtime asks dlsym for, is not in the static libdispatch), and each one costs
+// start-up: the runtime's dladdr at start walks them all, and every symbol libcurl's ~30
+// libraries bind at their load is looked for in the executable first. Measured: --help
+// 1.3 ms, --version 2.0 ms, a dry run 3 ms of CPU less.
+let exportsNoSymbols = ["-Xlinker", "--no-export-dynamic"]
 #else
 let packedRelocations = false
+let exportsNoSymbols: [String] = []
 #endif
 
 let package = Package(
@@ -110,7 +118,7 @@ let package = Package(
             // Start-up: the loader applies ~100,000 relative relocations to a position-
             // independent binary; packed (DT_RELR, lld) they take a fraction of the time.
             // Still PIE, so the image keeps its address randomisation.
-            linkerSettings: packedRelocations ? [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])] : []
+            linkerSettings: [.unsafeFlags((packedRelocations ? ["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"] : []) + exportsNoSymbols)]
         ),
         // `make bench`: measures the built binary against a large simulated tailnet.
         .executableTarget(name: "tsdns-bench", dependencies: ["TSDNSSimulator", "TSDNSSimulatorTLS", "TSDNSCore", "TSDNSConfig", "TSDNSRuntime", "TSDNSProbe", "TSDNSHTTP", "TSDNSTailscale", .product(name: "Logging", package: "swift-log")]),

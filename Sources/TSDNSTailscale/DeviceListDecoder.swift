@@ -234,7 +234,30 @@ private struct Scanner {
     func matches(_ key: Key, _ word: StaticString) -> Bool {
         let count = word.utf8CodeUnitCount
         if key.escaped { return decoded(key) == word.description }
-        return key.end - key.start == count && memcmp(bytes.baseAddress! + key.start, word.utf8Start, count) == 0
+        guard key.end - key.start == count else { return false }
+        return Self.sameBytes(UnsafeRawPointer(bytes.baseAddress! + key.start), UnsafeRawPointer(word.utf8Start), count)
+    }
+
+    /// Whether `count` bytes are equal, compared a word at a time with no call (memcmp was
+    /// one per key): keys are 2 to 18 bytes. The words overlap rather than read past `count`.
+    @inline(__always)
+    static func sameBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
+        func same<Word: FixedWidthInteger>(_ offset: Int, _: Word.Type) -> Bool {
+            a.loadUnaligned(fromByteOffset: offset, as: Word.self) == b.loadUnaligned(fromByteOffset: offset, as: Word.self)
+        }
+        switch count {
+        case 0: return true
+        case 1: return same(0, UInt8.self)
+        case 2...3: return same(0, UInt16.self) && same(count - 2, UInt16.self)
+        case 4...7: return same(0, UInt32.self) && same(count - 4, UInt32.self)
+        default:
+            var offset = 0
+            while offset + 8 < count {
+                guard same(offset, UInt64.self) else { return false }
+                offset += 8
+            }
+            return same(count - 8, UInt64.self)
+        }
     }
 
     // MARK: Typed values (null is absent)
@@ -261,6 +284,8 @@ private struct Scanner {
         case UInt8(ascii: "n"): try literal("null"); return nil
         case UInt8(ascii: "["):
             var values: [String] = []
+            // A device has two addresses: growing from empty would allocate twice.
+            values.reserveCapacity(2)
             try array { s, _ throws(DeviceListError) in
                 guard s.peek() == UInt8(ascii: "\"") else { throw s.typeMismatch("a string") }
                 values.append(try s.string())
