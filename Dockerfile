@@ -26,8 +26,8 @@ WORKDIR /src
 COPY Package.* ./
 RUN swift package resolve
 COPY . .
-RUN scripts/build-static.sh \
- && install -D -m 0755 "$(scripts/build-static.sh --show-bin-path)/tsdns-reconcile" \
+RUN bash scripts/build-static.sh \
+ && install -D -m 0755 "$(bash scripts/build-static.sh --show-bin-path)/tsdns-reconcile" \
       /out/usr/local/bin/tsdns-reconcile \
  && install -D -m 0644 man/tsdns-reconcile.1 /out/usr/local/share/man/man1/tsdns-reconcile.1 \
  && /out/usr/local/bin/tsdns-reconcile --version

@@ -621,8 +621,13 @@ def cmd_dockerfile(path: str, dockerignore: str) -> None:
         brun = " ".join(v for i, v in builder["ins"] if i == "RUN")
         for pkg in ("libcurl4-openssl-dev", "libssl-dev", "pkg-config"):
             f.check(pkg in brun.split(), f"builder does not install {pkg}")
-        f.check(re.search(r"(^|[\s;&])scripts/build-static\.sh(\s|$)", brun) is not None,
-                "builder does not run scripts/build-static.sh (the static release build)")
+        # The build itself, not only its --show-bin-path; the script is what builds statically.
+        builds = re.search(r"(^|[\s;&(])(bash\s+)?(\./|/src/)?scripts/build-static\.sh(?!\s+--show-bin-path)(\s|$)", brun)
+        f.check(builds is not None, "builder does not run scripts/build-static.sh (the static release build)")
+        script = Path(path).parent / "scripts" / "build-static.sh"
+        text = script.read_text() if script.is_file() else ""
+        for word in ("--static-swift-stdlib", "--product tsdns-reconcile", "-c release"):
+            f.check(word in text, f"{script} does not build with {word}")
         runs = [v for i, v in runtime["ins"] if i == "RUN"]
         installed = []
         for r in runs:

@@ -169,7 +169,8 @@ private struct Scanner {
             case .nodeId where nodeId == nil: nodeId = .some(try s.optionalString())
             case .name where name == nil: name = .some(try s.optionalString())
             case .hostname where hostname == nil: hostname = .some(try s.optionalString())
-            case .addresses where addresses == nil: addresses = .some(try s.optionalStrings())
+            // A device has two addresses: a list grown from empty would allocate twice.
+            case .addresses where addresses == nil: addresses = .some(try s.optionalStrings(reserving: 2))
             case .tags where tags == nil: tags = .some(try s.optionalStrings())
             case .authorized where authorized == nil: authorized = .some(try s.optionalBool())
             case .connectedToControl where connected == nil: connected = .some(try s.optionalBool())
@@ -279,13 +280,12 @@ private struct Scanner {
         }
     }
 
-    mutating func optionalStrings() throws(DeviceListError) -> [String]? {
+    mutating func optionalStrings(reserving: Int = 0) throws(DeviceListError) -> [String]? {
         switch peek() {
         case UInt8(ascii: "n"): try literal("null"); return nil
         case UInt8(ascii: "["):
             var values: [String] = []
-            // A device has two addresses: growing from empty would allocate twice.
-            values.reserveCapacity(2)
+            if reserving > 0 { values.reserveCapacity(reserving) }
             try array { s, _ throws(DeviceListError) in
                 guard s.peek() == UInt8(ascii: "\"") else { throw s.typeMismatch("a string") }
                 values.append(try s.string())

@@ -151,25 +151,29 @@ struct DeviceListDecoderTests {
         #expect(fast(invalid).isFailure)
     }
 
-    /// Keys are compared a word at a time: a key one byte away from a kept one, at any
-    /// position, is another key. Its value has the wrong type for the kept key, so reading
-    /// it as that key refuses the document, which JSONDecoder accepts.
-    @Test func aKeyOneByteOffIsAnotherKey() {
+    /// Keys are compared a word at a time: a key one bit away from a kept one, at any
+    /// position and bit (within printable ASCII), is another key. Its value has the wrong
+    /// type for the kept key, so reading it as that key refuses the document, which
+    /// JSONDecoder accepts.
+    @Test func aKeyOneBitOffIsAnotherKey() {
         let wrongValue = [
             "id": "true", "nodeId": "true", "name": "true", "hostname": "true", "addresses": "1", "tags": "1",
             "authorized": #""x""#, "connectedToControl": #""x""#, "keyExpiryDisabled": #""x""#, "isExternal": #""x""#,
             "lastSeen": #""x""#, "expires": #""x""#, "devices": "1",
         ]
+        let device = #"{"nodeId":"n1","name":"a","hostname":"a","addresses":["100.64.0.1"]}"#
         for (key, value) in wrongValue {
             for position in 0..<key.utf8.count {
-                var near = Array(key.utf8)
-                near[position] ^= 0x01
-                let other = String(decoding: near, as: UTF8.self)
-                let device = #"{"nodeId":"n1","name":"a","hostname":"a","addresses":["100.64.0.1"]}"#
-                let document = key == "devices"
-                    ? #"{"\#(other)":\#(value),"devices":[\#(device)]}"#
-                    : #"{"devices":[{"\#(other)":\#(value),"# + device.dropFirst() + "]}"
-                #expect(agree(Data(document.utf8)), "refused: \(document)")
+                for bit in 0..<7 {
+                    var near = Array(key.utf8)
+                    near[position] ^= 1 << bit
+                    guard (0x20...0x7E).contains(near[position]), near[position] != 0x22, near[position] != 0x5C else { continue }
+                    let other = String(decoding: near, as: UTF8.self)
+                    let document = key == "devices"
+                        ? #"{"\#(other)":\#(value),"devices":[\#(device)]}"#
+                        : #"{"devices":[{"\#(other)":\#(value),"# + device.dropFirst() + "]}"
+                    #expect(agree(Data(document.utf8)), "refused: \(document)")
+                }
             }
         }
     }
