@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The container image's claim: the release binary, built with the static Swift standard
-# library (as the Dockerfile builds it, with scripts/build-static.sh), needs nothing at run time but the base system and
-# libcurl (with the TLS library libcurl4 brings), which it loads itself when a command needs it.
+# library (by scripts/build-static.sh, as the Dockerfile builds it), needs nothing at run
+# time but the base system and libcurl (with the TLS library libcurl4 brings), which it loads
+# itself when a command needs it.
 # Prints its size, NEEDED entries and ldd, and shows libcurl loading.
 set -euo pipefail
 cd "$(dirname "$0")/.."

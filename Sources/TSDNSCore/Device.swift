@@ -100,7 +100,7 @@ public struct Device: Sendable, Equatable, Codable {
 public struct TailscaleAddresses: Sequence, Sendable, Equatable {
     private var first: IPAddress?
     private var second: IPAddress?
-    private var more: [IPAddress]?
+    private var more: [IPAddress] = []
 
     init(_ texts: [String]) {
         for text in texts {
@@ -110,7 +110,7 @@ public struct TailscaleAddresses: Sequence, Sendable, Equatable {
             } else if second == nil {
                 second = address
             } else {
-                more = (more ?? []) + [address]
+                more.append(address)
             }
         }
     }
@@ -125,8 +125,7 @@ public struct TailscaleAddresses: Sequence, Sendable, Equatable {
             case 0: return addresses.first
             case 1: return addresses.second
             default:
-                guard let more = addresses.more, position - 2 < more.count else { return nil }
-                return more[position - 2]
+                return position - 2 < addresses.more.count ? addresses.more[position - 2] : nil
             }
         }
     }

@@ -18,6 +18,22 @@ private func fast(_ data: Data) -> Result<[Device], DeviceListError> {
     }
 }
 
+/// What a stream makes of `bytes` fed in chunks of the sizes `chunk` picks (cut to what is
+/// left), then finished.
+private func streamed(_ bytes: [UInt8], by stream: DeviceListStream, chunk: () -> Int) -> Result<[Device], DeviceListError> {
+    var offset = 0
+    while offset < bytes.count {
+        let size = min(bytes.count - offset, chunk())
+        bytes[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
+        offset += size
+    }
+    do throws(DeviceListError) {
+        return .success(try stream.finish())
+    } catch {
+        return .failure(error)
+    }
+}
+
 /// The property every input must keep: if the new decoder accepts it, JSONDecoder accepts
 /// it too, with an equal result. Returns whether the new decoder accepted it, and what
 /// went wrong if the property broke.
@@ -248,16 +264,9 @@ struct DeviceListDecoderTests {
                 let whole = fast(Data(bytes))
                 for (growth, batchSize) in [(1, 0), (7, 1), (1 << 14, 64)] {
                     let stream = DeviceListStream(expectedLength: bytes.count, retryGrowth: growth, batchSize: batchSize)
-                    var offset = 0
-                    while offset < bytes.count {
-                        let size = min(bytes.count - offset, generator.chance(30) ? generator.int(1...3) : generator.int(1...200))
-                        bytes[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
-                        offset += size
-                    }
-                    let streamed: Result<[Device], DeviceListError>
-                    do throws(DeviceListError) { streamed = .success(try stream.finish()) } catch { streamed = .failure(error) }
-                    if streamed != whole, failures.count < 10 {
-                        failures.append("\(String(decoding: bytes.prefix(200), as: UTF8.self)): whole \(whole), streamed \(streamed)")
+                    let result = streamed(bytes, by: stream) { generator.chance(30) ? generator.int(1...3) : generator.int(1...200) }
+                    if result != whole, failures.count < 10 {
+                        failures.append("\(String(decoding: bytes.prefix(200), as: UTF8.self)): whole \(whole), streamed \(result)")
                     }
                 }
             }
@@ -288,18 +297,11 @@ struct DeviceListDecoderTests {
                 let whole = fast(Data(bytes))
                 for batchSize in [1, 50, 400, 2000] {
                     let stream = DeviceListStream(expectedLength: bytes.count, batchSize: batchSize)
-                    var offset = 0
-                    while offset < bytes.count {
-                        let size = min(bytes.count - offset, generator.int(1...700))
-                        bytes[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
-                        offset += size
-                    }
-                    let streamed: Result<[Device], DeviceListError>
-                    do throws(DeviceListError) { streamed = .success(try stream.finish()) } catch { streamed = .failure(error) }
+                    let result = streamed(bytes, by: stream) { generator.int(1...700) }
                     beside += stream.batchesDecodedBeside
                     putBack += stream.batchesPutBack ? 1 : 0
-                    if streamed != whole, failures.count < 10 {
-                        failures.append("batch \(batchSize), \(String(decoding: bytes.prefix(300), as: UTF8.self)): whole \(whole), streamed \(streamed)")
+                    if result != whole, failures.count < 10 {
+                        failures.append("batch \(batchSize), \(String(decoding: bytes.prefix(300), as: UTF8.self)): whole \(whole), streamed \(result)")
                     }
                 }
             }
@@ -311,19 +313,14 @@ struct DeviceListDecoderTests {
     }
 
     /// A list in chunks of libcurl's size is let go of as it is decoded: the window holds a
-    /// partial device, a chunk and a few batches, never the body (a prefix check once sent every body
-    /// whose first chunk was over 4 KB down the decode-it-whole path).
+    /// partial device, a chunk and a few batches, never the body (a prefix check once sent
+    /// every body whose first chunk was over 4 KB down the decode-it-whole path).
     @Test func theWindowStaysSmallWhateverTheFirstChunk() throws {
         let body = Array((#"{"devices":["# + Array(repeating: Self.minimal, count: 20_000).joined(separator: ",") + "]}").utf8)
         for first in [16_384, 100, DeviceListStream.prefixLimit + 1] {
             let stream = DeviceListStream(expectedLength: body.count)
-            var offset = 0
-            while offset < body.count {
-                let size = min(body.count - offset, offset == 0 ? first : 16_384)
-                body[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
-                offset += size
-            }
-            #expect(try stream.finish().count == 20_000)
+            var size = first  // the first chunk, then libcurl's
+            #expect(try streamed(body, by: stream) { defer { size = 16_384 }; return size }.get().count == 20_000)
             // A chunk, a partial device and a few batches of 32 KB.
             #expect(stream.windowPeak < 256 << 10, "first chunk \(first): \(stream.windowPeak) of \(body.count) bytes held")
         }
@@ -339,15 +336,7 @@ struct DeviceListDecoderTests {
             let whole = fast(Data(body))
             for (chunk, batchSize) in [(1, 52), (6, 52), (1, 1), (700, 4096)] {
                 let stream = DeviceListStream(expectedLength: body.count, batchSize: batchSize)
-                var offset = 0
-                while offset < body.count {
-                    let size = min(body.count - offset, chunk)
-                    body[offset..<(offset + size)].withUnsafeBytes { stream.consume($0) }
-                    offset += size
-                }
-                let streamed: Result<[Device], DeviceListError>
-                do throws(DeviceListError) { streamed = .success(try stream.finish()) } catch { streamed = .failure(error) }
-                #expect(streamed == whole)
+                #expect(streamed(body, by: stream) { chunk } == whole)
                 #expect(stream.boundaryBytesSearched <= body.count, "chunks of \(chunk), batches of \(batchSize): \(stream.boundaryBytesSearched) bytes searched in \(body.count)")
             }
         }
