@@ -14,9 +14,14 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     /// Two words hashed, not three: the family goes in the top bit of the low half, which an
     /// IPv4 address leaves unused (equality still compares all three).
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(isIPv4 ? low | 1 << 63 : low)
+        let (high, low) = words
+        hasher.combine(low)
         hasher.combine(high)
     }
+
+    /// The address as two words, the family in the low one's top bit: equal words, equal
+    /// addresses.
+    var words: (high: UInt64, low: UInt64) { (high, isIPv4 ? low | 1 << 63 : low) }
 
     public init?(_ text: String) {
         // Read in place (a copy of the text to call `withUTF8` retains it); a string without

@@ -43,19 +43,14 @@ public struct DeviceIndex: Sendable {
     let staleAfter: Duration
     /// The resolver tags each device carries, by nodeId (none for shared-in devices).
     let tagSources: [String: Set<String>]
-    /// The first device claiming each address, and (rarely) the others, in list order: no
-    /// array per address.
-    let firstOwner: [IPAddress: Int]
-    let otherOwners: [IPAddress: [Int]]
+    /// Who claims each address.
+    let addressOwners: AddressOwners
 
     public init(devices: [Device], now: Date, staleAfter: Duration, resolverTags: [String]) {
         self.devices = devices
         self.now = now
         self.staleAfter = staleAfter
         var tagSources: [String: Set<String>] = [:]
-        var firstOwner: [IPAddress: Int] = [:]
-        firstOwner.reserveCapacity(devices.count * 2)
-        var otherOwners: [IPAddress: [Int]] = [:]
         for index in devices.indices {
             // Fields, not the device: a copy of a device (to call a method on it) retains and
             // releases its strings, which are cold in memory this late in the read.
@@ -63,17 +58,9 @@ public struct DeviceIndex: Sendable {
             if devices[index].isExternal != true, let tags = devices[index].tags {
                 for tag in resolverTags where tags.contains(tag) { tagSources[devices[index].nodeId, default: []].insert(tag) }
             }
-            for address in devices[index].ipAddresses {
-                // One hash in the common case: insert, and put the first owner back if there was one.
-                if let first = firstOwner.updateValue(index, forKey: address) {
-                    firstOwner[address] = first
-                    otherOwners[address, default: []].append(index)
-                }
-            }
         }
+        addressOwners = AddressOwners(devices)
         self.tagSources = tagSources
-        self.firstOwner = firstOwner
-        self.otherOwners = otherOwners
     }
 }
 
@@ -126,10 +113,9 @@ public struct ResolverInventory: Sendable {
     /// The device that answers for an address. Where several claim it, a healthy one (the
     /// address is healthy if any owner is), so the verdict does not depend on list order.
     public func owner(of address: IPAddress) -> Device? {
-        guard let first = index.firstOwner[address] else { return nil }
-        guard let others = index.otherOwners[address] else { return devices[first] }
-        let owners = ([first] + others).map { devices[$0] }
-        return owners.first { $0.isHealthy(now: index.now, staleAfter: index.staleAfter) } ?? owners.first
+        let owners = index.addressOwners.owners(of: address, in: devices)
+        guard owners.count > 1 else { return owners.first.map { devices[$0] } }
+        return owners.lazy.map { devices[$0] }.first { $0.isHealthy(now: index.now, staleAfter: index.staleAfter) } ?? devices[owners[0]]
     }
 
     /// Health as the control plane sees it, at the time of the read.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import UnixSignals
 import Logging
 
@@ -36,6 +37,14 @@ enum Exit {
     static let failure = ExitCode(1)
     static let changesPending = ExitCode(2)
     static let configError = ExitCode(78)
+}
+
+/// What a one-shot command leaves to the process's exit instead of freeing it: a dry run
+/// of 10,000 devices spent about 2 ms releasing them (strings, lists) right before exiting.
+enum KeptUntilExit {
+    private static let kept = Mutex<[any Sendable]>([])
+
+    static func keep(_ value: any Sendable) { kept.withLock { $0.append(value) } }
 }
 
 func printError(_ message: String) {

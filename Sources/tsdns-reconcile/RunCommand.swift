@@ -120,6 +120,7 @@ struct RunCommand: AsyncParsableCommand {
         switch outcome {
         case .finished(let result):
             print(PlanRenderer.render(result.plan, as: output), terminator: "")
+            KeptUntilExit.keep(result)
             if stoppedBy == nil && dryRun && result.plan.changed { throw Exit.changesPending }
         case .failed(let error):
             if let stoppedBy {

@@ -265,3 +265,58 @@ struct PlanRendererTests {
         #expect(markdown.contains("| · | 1.1.1.1 |  | unmanaged |"))
     }
 }
+
+@Suite("Address owners")
+struct AddressOwnersTests {
+    /// Devices drawn from a small pool of addresses, so that many share one, some list one
+    /// twice, and IPv4 and IPv6 addresses with the same low bits meet (the family is a bit
+    /// of the key): every address's owners are the devices that claim it, in list order, each once.
+    @Test(arguments: [0, 1, 5, 11, 300, 3_000])
+    func ownersAreTheClaimantsInListOrder(count: Int) {
+        var random = SplitMix(seed: UInt64(count))
+        let pool = (1...40).flatMap { n in ["100.64.0.\(n)", "fd7a:115c:a1e0::\(n)"] }
+        let devices = (0..<count).map { n in
+            let addresses = (0..<Int(random.next() % 4)).map { _ in pool[Int(random.next() % UInt64(pool.count))] }
+            return Device(id: "\(n)", nodeId: "n\(n)", name: "d\(n).ts.net", hostname: "d\(n)", addresses: addresses)
+        }
+        var expected: [IPAddress: [Int]] = [:]
+        for (index, device) in devices.enumerated() {
+            for address in device.ipAddresses where expected[address]?.last != index { expected[address, default: []].append(index) }
+        }
+        // Also with every address in one slot and one fingerprint: only the check against
+        // the device tells them apart (quadratic: not for the largest list).
+        let tables = [AddressOwners(devices)] + (count <= 300 ? [AddressOwners(devices, everyAddressCollides: true)] : [])
+        for owners in tables {
+            for text in pool + ["100.64.1.1", "fd7a:115c:a1e0::1:0", "100.100.100.100"] {
+                let address = IPAddress(text)!
+                #expect(owners.owners(of: address, in: devices) == expected[address, default: []], "\(text)")
+            }
+        }
+    }
+
+    /// A shared address answers with a healthy claimant wherever it stands in the list.
+    @Test func aSharedAddressIsOwnedByAHealthyClaimant() {
+        let now = Date(timeIntervalSince1970: 1_795_000_000)
+        let offline = Device(id: "1", nodeId: "n1", name: "old.ts.net", hostname: "old", addresses: ["100.64.0.9"],
+                             connectedToControl: false, lastSeen: now.addingTimeInterval(-3600))
+        let online = Device(id: "2", nodeId: "n2", name: "new.ts.net", hostname: "new", addresses: ["100.64.0.9"])
+        for devices in [[offline, online], [online, offline]] {
+            let inventory = ResolverInventory(devices: devices, now: now, staleAfter: .seconds(300), resolverTags: [])
+            #expect(inventory.owner(of: IPAddress("100.64.0.9")!)?.nodeId == "n2")
+            #expect(inventory.owner(of: IPAddress("100.64.0.8")!) == nil)
+        }
+    }
+}
+
+/// SplitMix64: a seeded generator, so a failure names its input.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
