@@ -51,15 +51,19 @@ public struct DeviceIndex: Sendable {
         self.now = now
         self.staleAfter = staleAfter
         var tagSources: [String: Set<String>] = [:]
+        // A device has an IPv4 and an IPv6 address.
+        var addressOwners = AddressOwners(expected: devices.count * 2)
+        // One pass: the devices are cold in memory this late in the read.
         for index in devices.indices {
             // Fields, not the device: a copy of a device (to call a method on it) retains and
-            // releases its strings, which are cold in memory this late in the read.
+            // releases its strings.
             // A device shared in from another tailnet carries that tailnet's tags, not ours.
             if devices[index].isExternal != true, let tags = devices[index].tags {
                 for tag in resolverTags where tags.contains(tag) { tagSources[devices[index].nodeId, default: []].insert(tag) }
             }
+            for address in devices[index].ipAddresses { addressOwners.insert(address, position: index) }
         }
-        addressOwners = AddressOwners(devices)
+        self.addressOwners = addressOwners
         self.tagSources = tagSources
     }
 }
@@ -153,10 +157,66 @@ public struct ResolverInventory: Sendable {
 
     /// Devices that should be listed, with their sources, in a stable order.
     public var candidates: [(device: Device, sources: [String])] {
-        // By index: a closure over each device would copy all 10,000 to read one field.
-        devices.indices.compactMap { index in
-            guard let found = sources[devices[index].nodeId] else { return nil }
+        // By index: a closure over each device would copy all 10,000 to read one field. A
+        // few dozen nodeIds have sources: the rest are turned away by a filter of their bytes
+        // rather than hashed into the dictionary one by one (1.1 → 0.3 ms for 10,000).
+        let filter = NodeIdFilter(sources.keys)
+        return devices.indices.compactMap { index in
+            guard filter.mayContain(devices[index].nodeId), let found = sources[devices[index].nodeId] else { return nil }
             return (devices[index], Self.ordered(found))
+        }
+    }
+}
+
+/// Whether a string may be one of a few, by a small table of 64-bit hashes of their bytes
+/// (FNV-1a). Never wrong when it says no, as `==` judges: strings compare by canonical
+/// equivalence (`"K" == "\u{212A}"`), which for ASCII is byte equality, so a key that is
+/// not ASCII lets every string through and a string that is not ASCII always passes.
+struct NodeIdFilter {
+    /// hash | 1 per slot; 0: empty.
+    private var slots: [UInt64] = []
+    private var everything = false
+
+    init(_ keys: some Sequence<String>) {
+        var hashes: [UInt64] = []
+        for key in keys {
+            guard let hash = Self.hash(key) else {
+                everything = true
+                return
+            }
+            hashes.append(hash)
+        }
+        var size = 8
+        while size < hashes.count * 2 { size *= 2 }
+        slots = Array(repeating: 0, count: size)
+        for hash in hashes {
+            var slot = Int(truncatingIfNeeded: hash >> 32) & (size - 1)
+            while slots[slot] != 0 && slots[slot] != hash { slot = (slot + 1) & (size - 1) }
+            slots[slot] = hash
+        }
+    }
+
+    func mayContain(_ text: String) -> Bool {
+        if everything { return true }
+        guard let hash = Self.hash(text) else { return true }
+        var slot = Int(truncatingIfNeeded: hash >> 32) & (slots.count - 1)
+        while slots[slot] != 0 {
+            if slots[slot] == hash { return true }
+            slot = (slot + 1) & (slots.count - 1)
+        }
+        return false
+    }
+
+    /// FNV-1a of the UTF-8 bytes, never 0; nil for a string that is not ASCII.
+    static func hash(_ text: String) -> UInt64? {
+        var text = text
+        return text.withUTF8 { bytes in
+            var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+            for byte in bytes {
+                guard byte < 0x80 else { return nil }
+                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3
+            }
+            return hash | 1
         }
     }
 }

@@ -285,7 +285,16 @@ struct AddressOwnersTests {
         }
         // Also with every address in one slot and one fingerprint: only the check against
         // the device tells them apart (quadratic: not for the largest list).
-        let tables = [AddressOwners(devices)] + (count <= 300 ? [AddressOwners(devices, everyAddressCollides: true)] : [])
+        // Sized for every address, and grown from the smallest table.
+        func filled(expected: Int, collides: Bool = false) -> AddressOwners {
+            var owners = AddressOwners(expected: expected, everyAddressCollides: collides)
+            for index in devices.indices {
+                for address in devices[index].ipAddresses { owners.insert(address, position: index) }
+            }
+            return owners
+        }
+        var tables = [filled(expected: 2 * count), filled(expected: 0)]
+        if count <= 300 { tables.append(filled(expected: 0, collides: true)) }
         for owners in tables {
             for text in pool + ["100.64.1.1", "fd7a:115c:a1e0::1:0", "100.100.100.100"] {
                 let address = IPAddress(text)!
@@ -318,5 +327,47 @@ struct SplitMix: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+@Suite("Candidates by nodeId")
+struct NodeIdFilterTests {
+    /// Never wrong when it says no: every key passes, and (what makes it worth having) all
+    /// but a few strings that are not keys are turned away.
+    @Test(arguments: [0, 1, 7, 40, 500])
+    func everyKeyPassesAndMostOthersDoNot(count: Int) {
+        var random = SplitMix(seed: UInt64(count) + 99)
+        func nodeId() -> String { "n" + String(random.next() % 1_000_000_000, radix: 36) + "CNTRL" }
+        let keys = Set((0..<count).map { _ in nodeId() })
+        let filter = NodeIdFilter(keys)
+        for key in keys { #expect(filter.mayContain(key), "\(key)") }
+        let others = (0..<2_000).map { _ in nodeId() }.filter { !keys.contains($0) }
+        #expect(others.filter(filter.mayContain).count <= others.count / 100)
+    }
+
+    /// Swift compares strings by canonical equivalence, and so does a dictionary of sources:
+    /// the filter lets through whatever `==` could match.
+    @Test func canonicallyEquivalentStringsPass() {
+        let kelvin = "\u{212A}", k = "K", composed = "n\u{E9}", decomposed = "ne\u{301}"
+        #expect(kelvin == k && composed == decomposed)
+        #expect(NodeIdFilter([kelvin]).mayContain(k))
+        #expect(NodeIdFilter([k]).mayContain(kelvin))
+        #expect(NodeIdFilter([composed]).mayContain(decomposed))
+        #expect(NodeIdFilter([decomposed, "n1"]).mayContain(composed))
+        #expect(!NodeIdFilter(["n1"]).mayContain("n2"))
+    }
+
+    /// A device whose nodeId equals a source's only canonically is a candidate, as before.
+    @Test func aCanonicallyEqualNodeIdIsACandidate() {
+        let now = Date(timeIntervalSince1970: 1_795_000_000)
+        let devices = [
+            Device(id: "1", nodeId: "n\u{212A}", name: "a.ts.net", hostname: "a", addresses: ["100.64.0.1"]),
+            Device(id: "2", nodeId: "n2", name: "b.ts.net", hostname: "b", addresses: ["100.64.0.2"]),
+        ]
+        let inventory = ResolverInventory(
+            index: DeviceIndex(devices: devices, now: now, staleAfter: .seconds(300), resolverTags: []),
+            extraSources: ["nK": ["manual"]]
+        )
+        #expect(inventory.candidates.map(\.device.id) == ["1"])
     }
 }
