@@ -14,9 +14,19 @@
 #
 # -L scripts/link: the C++ runtime linked in too (see the linker script there), one shared
 # library fewer at every start. Given to swiftc, whose -L comes before the toolchain's library
-# directories (-Xlinker -L would come after them, and find libstdc++.so first).
+# directories (-Xlinker -L would come after them, and find libstdc++.so first). SwiftPM does
+# not know the script is an input: after editing it, delete the binary to relink.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# libstdc++.a comes with GCC's development package (libstdc++-12-dev on Debian 12, which the
+# Swift toolchain needs anyway): without it the link would fail far less clearly.
+if [[ " $* " != *" --show-bin-path "* ]]; then
+    archive=$("${CLANG:-clang}" -print-file-name=libstdc++.a 2>/dev/null || true)
+    if [[ "$archive" != /* || ! -f "$archive" ]]; then
+        echo "build-static.sh: libstdc++.a not found (clang -print-file-name=libstdc++.a); install GCC's libstdc++ development package (libstdc++-12-dev on Debian 12)" >&2
+        exit 1
+    fi
+fi
 exec "${SWIFT:-swift}" build -c release --static-swift-stdlib --product tsdns-reconcile \
     -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors \
     -Xswiftc -L -Xswiftc "$PWD/scripts/link" "$@"

@@ -26,7 +26,10 @@ echo "NEEDED: $(tr "\n" " " <<< "$needed")"
 allowed='^(libc\.so\.6|libm\.so\.6|libdl\.so\.2|libpthread\.so\.0|librt\.so\.1|libutil\.so\.1|ld-linux-x86-64\.so\.2|libgcc_s\.so\.1|libz\.so\.1|libcurl\.so\.4|libssl\.so\.3|libcrypto\.so\.3)$'
 status=0
 for library in $needed; do
-    if ! [[ "$library" =~ $allowed ]]; then
+    if [[ "$library" == libstdc++.so.* ]]; then
+        echo "FAIL: the static binary loads $library: build-static.sh should link libstdc++.a in (scripts/link/)"
+        status=1
+    elif ! [[ "$library" =~ $allowed ]]; then
         echo "FAIL: the static binary needs $library, which the runtime image does not have"
         status=1
     fi

@@ -713,8 +713,9 @@ def cmd_examples(examples_dir: str, test_file: str) -> None:
 
 
 def cmd_ldd(binary: str) -> None:
-    """The static-stdlib binary links nothing but glibc and libstdc++/libgcc; libcurl (and what
-    it brings) it loads itself when a command needs it, which check-static.sh shows working."""
+    """The static-stdlib binary links nothing but glibc and libgcc (libstdc++ is linked in by
+    build-static.sh); libcurl (and what it brings) it loads itself when a command needs it,
+    which check-static.sh shows working."""
     f = Findings()
 
     def ldd(path: str) -> dict[str, str]:
@@ -727,15 +728,16 @@ def cmd_ldd(binary: str) -> None:
         return libs
     libs = ldd(binary)
     f.check("libcurl.so.4" not in libs, "the binary links libcurl.so.4: it should load it when needed (dlopen)")
+    f.check("libstdc++.so.6" not in libs, "the binary loads libstdc++.so.6: build-static.sh should link libstdc++.a in (scripts/link/)")
     allowed = {"linux-vdso.so.1", "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1",
-               "libstdc++.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2",
+               "libgcc_s.so.1", "ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2",
                "ld-linux-aarch64.so.1", "/lib/ld-linux-aarch64.so.1"}
     for name, where in libs.items():
         f.check("not found" not in where, f"{name}: not found")
         f.check("swift" not in where.lower() and "swift" not in name.lower(), f"{name} => {where}: a Swift runtime library (not static)")
         f.check(name in allowed, f"{name} => {where}: not part of the base system")
     size = os.path.getsize(binary)
-    f.done(f"{binary}: {size / 1048576:.1f} MiB, {len(libs)} libraries, all glibc/libstdc++/libgcc (libcurl is loaded when needed)")
+    f.done(f"{binary}: {size / 1048576:.1f} MiB, {len(libs)} libraries, all glibc/libgcc (libstdc++ linked in, libcurl loaded when needed)")
 
 
 COMMANDS = {

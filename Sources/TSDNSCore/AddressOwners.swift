@@ -13,8 +13,9 @@ struct AddressOwners: Sendable {
     /// log2(slots.count): an address's first slot is the top `bits` of its fingerprint, so
     /// the table grows without the addresses.
     private var bits: Int
-    /// For tests: every address hashed to 0, so one slot and one fingerprint serve all and
-    /// only the check against the device tells them apart.
+    /// For tests: every address given one fingerprint, whose first slot is the table's last,
+    /// so that only the check against the device tells them apart and every run of slots
+    /// wraps around the end (and comes back reordered when the table grows).
     private let collides: Bool
 
     /// Room for `expected` addresses before the table grows.
@@ -27,6 +28,7 @@ struct AddressOwners: Sendable {
 
     /// Records that the device at `position` claims `address`.
     mutating func insert(_ address: IPAddress, position: Int) {
+        precondition(position < 0xFFFF_FFFF, "a slot holds a 32-bit position")
         // Load at most 0.7: linear probing stays short.
         if (filled + 1) * 10 > slots.count * 7 { grow() }
         place(fingerprint: fingerprint(address), entry: UInt64(position + 1))
@@ -70,7 +72,7 @@ struct AddressOwners: Sendable {
     /// bit moves them all).
     @inline(__always)
     private func fingerprint(_ address: IPAddress) -> UInt64 {
-        if collides { return 0 }
+        if collides { return 0xFFFF_FFFF }
         let (high, low) = address.words
         var mixed = low ^ (high &* 0x9E37_79B9_7F4A_7C15)
         mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9

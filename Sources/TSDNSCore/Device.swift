@@ -131,9 +131,6 @@ public struct TailscaleAddresses: Sequence, Sendable, Equatable {
     }
 
     public func makeIterator() -> Iterator { Iterator(addresses: self) }
-
-    public var count: Int { (first == nil ? 0 : 1) + (second == nil ? 0 : 1) + more.count }
-    public var underestimatedCount: Int { count }
 }
 
 public enum Timestamp {

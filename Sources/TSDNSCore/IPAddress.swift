@@ -19,8 +19,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         hasher.combine(high)
     }
 
-    /// The address as two words, the family in the low one's top bit: equal words, equal
-    /// addresses.
+    /// The address as two words, the family in the low one's top bit: equal addresses have
+    /// equal words (not always the converse: IPv6 `::8000:0:a.b.c.d` has those of IPv4
+    /// `a.b.c.d`, so a table of words checks a match with `==`).
     var words: (high: UInt64, low: UInt64) { (high, isIPv4 ? low | 1 << 63 : low) }
 
     public init?(_ text: String) {

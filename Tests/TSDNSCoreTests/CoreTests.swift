@@ -268,9 +268,8 @@ struct PlanRendererTests {
 
 @Suite("Address owners")
 struct AddressOwnersTests {
-    /// Devices drawn from a small pool of addresses, so that many share one, some list one
-    /// twice, and IPv4 and IPv6 addresses with the same low bits meet (the family is a bit
-    /// of the key): every address's owners are the devices that claim it, in list order, each once.
+    /// Devices drawn from a small pool of addresses, so that many share one and some list
+    /// one twice: every address's owners are the devices that claim it, in list order, each once.
     @Test(arguments: [0, 1, 5, 11, 300, 3_000])
     func ownersAreTheClaimantsInListOrder(count: Int) {
         var random = SplitMix(seed: UInt64(count))
@@ -283,8 +282,9 @@ struct AddressOwnersTests {
         for (index, device) in devices.enumerated() {
             for address in device.ipAddresses where expected[address]?.last != index { expected[address, default: []].append(index) }
         }
-        // Also with every address in one slot and one fingerprint: only the check against
-        // the device tells them apart (quadratic: not for the largest list).
+        // Also with every address in one fingerprint and one run of slots that wraps around
+        // the end: only the check against the device tells them apart, and every growth
+        // reorders the run (quadratic: not for the largest list).
         // Sized for every address, and grown from the smallest table.
         func filled(expected: Int, collides: Bool = false) -> AddressOwners {
             var owners = AddressOwners(expected: expected, everyAddressCollides: collides)
