@@ -24,7 +24,8 @@ public final class HTTPClient: Sendable {
     public static func loadInBackground() { tsdns_curl_load_in_background() }
 
     /// Waits for the load `loadInBackground` started, if any: the process must not exit
-    /// while libcurl is being loaded and initialised on the other thread.
+    /// (`exit()`, which runs destructors) while libcurl is being loaded and initialised on
+    /// the other thread; `_exit` needs no wait.
     public static func settleBackgroundLoad() { tsdns_curl_settle() }
 
     /// Sends a request and collects the whole body.

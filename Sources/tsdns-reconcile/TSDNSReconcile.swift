@@ -27,8 +27,11 @@ struct TSDNSReconcile: AsyncParsableCommand {
         // while the arguments and the config are read. A hint only: a wrong guess loads it
         // for nothing, or on first use as before.
         if loadsLibcurlEarly(Array(CommandLine.arguments.dropFirst())) { HTTPClient.loadInBackground() }
-        // ArgumentParser's `main`, with the load settled before every exit (a usage or
-        // config error exits within the load's milliseconds).
+        // ArgumentParser's `main`, except that a command's end and its exit codes leave by
+        // `_exit`: no destructor runs, so a load still under way (a config error exits within
+        // its milliseconds) need not be waited for. Messages still go through
+        // `exit(withError:)`, whose exit() must wait for it.
+        let code: Int32
         do {
             var command = try await asyncParseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -36,16 +39,15 @@ struct TSDNSReconcile: AsyncParsableCommand {
             } else {
                 try command.run()
             }
-        } catch let code as ExitCode {
+            code = 0
+        } catch let exitCode as ExitCode {
             // ArgumentParser prints nothing for an exit code: only the code is left to give.
-            HTTPClient.settleBackgroundLoad()
-            exitSkippingTeardown(code.rawValue)
+            code = exitCode.rawValue
         } catch {
             HTTPClient.settleBackgroundLoad()
             exit(withError: error)
         }
-        HTTPClient.settleBackgroundLoad()
-        exitSkippingTeardown(0)
+        exitSkippingTeardown(code)
     }
 
     /// Ends the process once its output is out, without exit's handlers: after a command
