@@ -28,6 +28,9 @@ public final class HTTPClient: Sendable {
     /// the other thread; `_exit` needs no wait.
     public static func settleBackgroundLoad() { tsdns_curl_settle() }
 
+    /// The most a chunk of a body holds (libcurl's receive buffer).
+    public static let readSize = 128 << 10
+
     /// Sends a request and collects the whole body.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
         let transfer = Transfer(request: request, options: options, onChunk: nil, onHead: nil, pool: options.reuseConnections ? handles : nil)
@@ -217,6 +220,10 @@ private final class Transfer: @unchecked Sendable {
         _ = tsdns_curl_setopt_string(curl, CURLOPT_URL, request.url)
         _ = tsdns_curl_setopt_pointer(curl, CURLOPT_ERRORBUFFER, errorBuffer)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
+        // Reads of up to 128 KiB, not 16: a devices body of 6 MB came in 375 chunks, each a
+        // read and a pass of the stream's (a copy, a look for a place to cut). Data is still
+        // handed over as soon as any arrives, so a watch's events do not wait for more.
+        _ = tsdns_curl_setopt_long(curl, CURLOPT_BUFFERSIZE, HTTPClient.readSize)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0)
         // An idle connection older than this is not reused (the server may have closed it).
         _ = tsdns_curl_setopt_long(curl, CURLOPT_MAXAGE_CONN, 30)
@@ -266,10 +273,7 @@ private final class Transfer: @unchecked Sendable {
         _ = tsdns_curl_setopt_data_cb(curl, CURLOPT_HEADERFUNCTION, { pointer, size, count, userdata in
             let transfer = Unmanaged<Transfer>.fromOpaque(userdata!).takeUnretainedValue()
             let length = size * count
-            if let pointer {
-                let line = String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
-                transfer.receiveHeaderLine(line)
-            }
+            if let pointer { transfer.receiveHeaderLine(HeaderLine(UnsafeRawBufferPointer(start: pointer, count: length))) }
             return length
         })
         _ = tsdns_curl_setopt_pointer(curl, CURLOPT_HEADERDATA, context)
@@ -310,21 +314,24 @@ private final class Transfer: @unchecked Sendable {
         return sinking == true ? bodySink : nil
     }
 
-    private func receiveHeaderLine(_ line: String) {
-        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
-        if trimmed.isEmpty {
+    private func receiveHeaderLine(_ line: HeaderLine) {
+        let name: String
+        let value: String
+        switch line {
+        case .end:
             // End of a header block; 1xx blocks are followed by the real response.
             let head = currentHead()
             if head.status >= 200 { onHead?(head) }
             return
-        }
-        if trimmed.hasPrefix("HTTP/") {
+        case .status:
             headers = [:]  // a new response (after 100 Continue or a proxy CONNECT)
             return
+        case .other:
+            return
+        case .field(let fieldName, let fieldValue):
+            name = fieldName
+            value = fieldValue
         }
-        guard let colon = trimmed.firstIndex(of: ":") else { return }
-        let name = trimmed[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
-        let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         // The body is collected in one buffer: reserve it once (a devices list is ~10 MB),
         // unless a sink takes it.
         if name == "content-length", onChunk == nil, let length = Int(value), length > 0 {

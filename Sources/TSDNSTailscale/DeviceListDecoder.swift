@@ -699,7 +699,8 @@ private struct Scanner {
 ///
 /// On loopback the bytes arrive faster than one core decodes them, so the list is cut into
 /// batches of about `batchSize` bytes, each decoded on the transfer's thread or on a second
-/// one beside it. A batch ends where the next seems to begin (`},{"`, which a string or a
+/// one beside it (128 KiB: at 32 the handovers, each a wake-up of the other thread, cost
+/// more than they saved). A batch ends where the next seems to begin (`},{"`, which a string or a
 /// nested list can fake), so its start is a guess until the batch before it, decoded from
 /// a known start, ends exactly there; a batch that does not (or fails at all) is decoded
 /// again one device at a time, as a body without batches is, errors included.
@@ -752,14 +753,22 @@ public final class DeviceListStream: @unchecked Sendable {
     /// bytes it has looked at, for a test.
     private var boundarySearchedTo = 0
     private(set) var boundaryBytesSearched = 0
+    /// Buffers of batches already added to `devices`, emptied, for `pending` to continue in:
+    /// a fresh buffer per batch meant fresh pages, and a page's first touch (a fault) costs
+    /// more than decoding what it holds. `bufferCapacity` holds a batch, a chunk and the
+    /// start of the next device, so `pending` never grows (a copy of it).
+    private var spareBuffers: [[UInt8]] = []
+    private let bufferCapacity: Int
+    static let spareLimit = 4
 
     /// A small `retryGrowth` lets a test see cut devices decoded before the end; a small
     /// `batchSize` makes batches of a few devices (0: none).
-    public init(expectedLength: Int? = nil, retryGrowth: Int = 1 << 14, batchSize: Int = 32 << 10) {
+    public init(expectedLength: Int? = nil, retryGrowth: Int = 1 << 14, batchSize: Int = 128 << 10) {
         self.retryGrowth = retryGrowth
         self.batchSize = batchSize
         batching = batchSize > 0
-        pending.reserveCapacity(1 << 16)
+        bufferCapacity = max(1 << 16, 3 * batchSize)
+        pending = Self.buffer(capacity: bufferCapacity)
         begin(expectedLength: expectedLength)
     }
 
@@ -824,13 +833,17 @@ public final class DeviceListStream: @unchecked Sendable {
     private func cutBatches() {
         mergeBatches(waiting: false)
         while batching, pending.count - cursor >= batchSize, let end = lastElementStart(after: cursor) {
-            let batch = DeviceBatch(bytes: Array(pending[cursor..<end]), origin: base + cursor)
-            pending.removeSubrange(0..<end)
+            // The batch takes the buffer as it is, and only the bytes after it are copied
+            // (a chunk at most): copying the batch out cost a copy of the whole body.
+            var rest = spareBuffers.popLast() ?? Self.buffer(capacity: bufferCapacity)
+            rest.append(contentsOf: pending[end...])
+            let batch = DeviceBatch(bytes: pending, range: cursor..<end, origin: base + cursor)
+            pending = rest
             base += end
             cursor = 0
             retryAt = max(0, retryAt - end)
             batches.append(batch)
-            batchedBytes += batch.bytes.count
+            batchedBytes += batch.held
             let worker = self.worker ?? BatchWorker()
             self.worker = worker
             // Beside, unless a batch already waits for the second thread; here otherwise.
@@ -838,6 +851,12 @@ public final class DeviceListStream: @unchecked Sendable {
             // A stalled second thread holds no more than a few batches.
             mergeBatches(waiting: batches.count > 4)
         }
+    }
+
+    private static func buffer(capacity: Int) -> [UInt8] {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(capacity)
+        return buffer
     }
 
     /// Where the last `},{"` in `pending` after `start` puts the `{`, if anywhere. Only
@@ -868,7 +887,7 @@ public final class DeviceListStream: @unchecked Sendable {
             guard case .devices(let decoded) = outcome else {
                 var restored: [UInt8] = []
                 restored.reserveCapacity(batchedBytes + pending.count)
-                for batch in batches { restored += batch.bytes }
+                for batch in batches { restored += batch.bytes[batch.range] }
                 restored += pending[...]
                 base = first.origin
                 pending = restored
@@ -880,10 +899,11 @@ public final class DeviceListStream: @unchecked Sendable {
                 batchesPutBack = true
                 return
             }
-            devices.append(contentsOf: decoded)
+            decoded.move(to: &devices)
             if decodedBeside { batchesDecodedBeside += 1 }
-            batchedBytes -= first.bytes.count
+            batchedBytes -= first.held
             batches.removeFirst()
+            if spareBuffers.count < Self.spareLimit { spareBuffers.append(first.takeBytes()) }
         }
     }
 
@@ -1004,35 +1024,48 @@ public final class DeviceListStream: @unchecked Sendable {
     static let cutMargin = 64
 }
 
-/// Whole elements of the list, `device , device , ... ,`, as they stand in the body from
-/// `origin`: decoded into devices only if the bytes are exactly that (the last comma
-/// included), so a start that was only guessed proves nothing false.
+/// Whole elements of the list, `device , device , ... ,`, as they stand in `bytes[range]`,
+/// which is the body from `origin`: decoded into devices only if the bytes are exactly that
+/// (the last comma included), so a start that was only guessed proves nothing false.
 final class DeviceBatch: @unchecked Sendable {
     enum Outcome {
-        case devices([Device])
+        case devices(DecodedDevices)
         case refused
     }
 
-    let bytes: [UInt8]
+    private(set) var bytes: [UInt8]
+    let range: Range<Int>
     let origin: Int
+    /// The bytes the batch keeps alive, its buffer's rest included.
+    var held: Int { bytes.count }
     /// Written once by the thread that decodes the batch (the transfer's, or the second
     /// thread); read under the worker's lock.
     fileprivate(set) var outcome: Outcome?
     fileprivate(set) var decodedBeside = false
 
-    init(bytes: [UInt8], origin: Int) {
+    init(bytes: [UInt8], range: Range<Int>, origin: Int) {
         self.bytes = bytes
+        self.range = range
         self.origin = origin
     }
 
-    func decoded() -> Outcome {
-        bytes.withUnsafeBufferPointer(Self.elements).map(Outcome.devices) ?? .refused
+    /// The buffer, emptied, for another batch (once the batch is decoded and added).
+    func takeBytes() -> [UInt8] {
+        var taken: [UInt8] = []
+        swap(&taken, &bytes)
+        taken.removeAll(keepingCapacity: true)
+        return taken
     }
 
-    static func elements(_ bytes: UnsafeBufferPointer<UInt8>) -> [Device]? {
+    func decoded() -> Outcome {
+        bytes.withUnsafeBufferPointer { buffer in
+            Self.elements(UnsafeBufferPointer(rebasing: buffer[range])).map(Outcome.devices) ?? .refused
+        }
+    }
+
+    static func elements(_ bytes: UnsafeBufferPointer<UInt8>) -> DecodedDevices? {
         var scanner = Scanner(bytes)
-        var devices: [Device] = []
-        devices.reserveCapacity(bytes.count / 512 + 1)
+        let devices = DecodedDevices(capacity: bytes.count / 512 + 1)
         scanner.skipWhitespace()
         while scanner.index < bytes.count {
             scanner.depth = 2
@@ -1044,6 +1077,45 @@ final class DeviceBatch: @unchecked Sendable {
             scanner.skipWhitespace()
         }
         return devices
+    }
+}
+
+/// A batch's devices, kept so that they move into the stream's list rather than being
+/// copied there: a copy retains every device's strings and lists, and the batch's end
+/// released them again (a tenth of the decode's time).
+final class DecodedDevices: @unchecked Sendable {
+    private var base: UnsafeMutablePointer<Device>
+    private var capacity: Int
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit {
+        base.deinitialize(count: count)
+        base.deallocate()
+    }
+
+    func append(_ device: consuming Device) {
+        if count == capacity {
+            let larger = UnsafeMutablePointer<Device>.allocate(capacity: 2 * capacity)
+            larger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = larger
+            capacity *= 2
+        }
+        (base + count).initialize(to: device)
+        count += 1
+    }
+
+    /// Moves every device to the end of `list`, leaving none here.
+    /// (No `reserveCapacity`: it grows to the exact size, so reserving per batch would copy
+    /// the list at every batch; appends grow it geometrically.)
+    func move(to list: inout [Device]) {
+        for position in 0..<count { list.append((base + position).move()) }
+        count = 0
     }
 }
 

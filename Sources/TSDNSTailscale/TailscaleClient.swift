@@ -132,8 +132,7 @@ public final class TailscaleClient: Sendable {
     // MARK: Transport
 
     private func tailnetPath(_ rest: String) -> String {
-        let encoded = tailnet.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? tailnet
-        return "/api/v2/tailnet/\(encoded)/\(rest)"
+        "/api/v2/tailnet/\(PathSegment.encode(tailnet))/\(rest)"
     }
 
     private func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, what: String) async throws -> T {

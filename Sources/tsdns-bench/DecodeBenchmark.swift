@@ -33,14 +33,14 @@ func decodeBenchmark() async throws {
         body.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
-                let end = min(raw.count, offset + 16_384)
+                let end = min(raw.count, offset + HTTPClient.readSize)
                 stream.consume(UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
                 offset = end
             }
         }
         devices = try stream.finish()
     }
-    print(String(format: "DeviceListStream, 16 KB chunks as curl hands them: median %.1f ms (%.2f× the whole-body scanner)", streamed * 1000, streamed / scanner))
+    print(String(format: "DeviceListStream, %d KB chunks as curl hands them: median %.1f ms (%.2f× the whole-body scanner)", HTTPClient.readSize >> 10, streamed * 1000, streamed / scanner))
     struct Wire: Decodable { var devices: [Device] }
     let foundation = try time(5) { _ = try JSONDecoder().decode(Wire.self, from: body) }
     print(String(format: "JSONDecoder:       median %.1f ms (%.0f MB/s), %.1f× the scanner", foundation * 1000, megabytes / foundation, foundation / scanner))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TSDNSCore
 import TSDNSRuntime
 
 /// `tsdns-reconcile ctl`: the operator's client for the RPC API of a running loop.
@@ -146,8 +147,7 @@ struct CtlCommand: AsyncParsableCommand {
         @Argument(help: "The node: an IP address, hostname, MagicDNS name, nodeId or id.") var node: String
 
         func run() async throws {
-            let encoded = node.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? node
-            try await leaf.perform(root, ctl, "DELETE", "/v1/resolvers/\(encoded)", text: CtlCommand.planText)
+            try await leaf.perform(root, ctl, "DELETE", "/v1/resolvers/\(PathSegment.encode(node))", text: CtlCommand.planText)
         }
     }
 }

@@ -77,3 +77,25 @@ struct IPAddressTests {
         #expect(sorted == ["1.1.1.1", "100.64.0.9", "100.64.0.10", "::1", "fd7a:115c:a1e0::2", "fd7a:115c:a1e0::1:0"])
     }
 }
+
+@Suite("A path segment is percent-encoded as Foundation encodes it")
+struct PathSegmentTests {
+    static let allowed = CharacterSet.urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))
+
+    @Test func everyASCIICharacterAndSomeOthers() {
+        var samples = (0..<128).map { String(UnicodeScalar(UInt8($0))) }
+        samples += ["example.com", "user@example.com", "-", "a/b", "a b", "100%", "é", "日本", "😀", "a?b#c", "[::1]", "\u{7F}\u{80}"]
+        for sample in samples {
+            #expect(PathSegment.encode(sample) == sample.addingPercentEncoding(withAllowedCharacters: Self.allowed), "\(sample.debugDescription)")
+        }
+    }
+
+    @Test func randomText() {
+        var generator = SplitMix(seed: 0x5EED_0F_9A7)
+        let pool: [Character] = Array("az09-._~!$&'()*+,;=:@/?#[] %\"<>\\^`{|}\t\ré😀日")
+        for _ in 0..<2_000 {
+            let text = String((0..<Int(generator.next() % 12)).map { _ in pool[Int(generator.next() % UInt64(pool.count))] })
+            #expect(PathSegment.encode(text) == text.addingPercentEncoding(withAllowedCharacters: Self.allowed), "\(text.debugDescription)")
+        }
+    }
+}

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
-import TSDNSHTTP
+@testable import TSDNSHTTP
 import TSDNSSimulator
 
 @Suite("libcurl HTTP client", .timeLimit(.minutes(1)))
@@ -179,5 +179,33 @@ struct HTTPClientTests {
         var text = ""
         for try await chunk in body { text += String(decoding: chunk, as: UTF8.self) }
         #expect(text == #"{"reason":"Expired"}"#)
+    }
+}
+
+@Suite("Response head lines, read as bytes")
+struct HeaderLineTests {
+    static func line(_ text: String) -> HeaderLine {
+        Array(text.utf8).withUnsafeBytes { HeaderLine($0) }
+    }
+
+    @Test(arguments: [
+        ("\r\n", HeaderLine.end),
+        (" \t\r\n", .end),
+        ("HTTP/1.1 200 OK\r\n", .status),
+        ("HTTP/2 404\r\n", .status),
+        ("Content-Length: 42\r\n", .field(name: "content-length", value: "42")),
+        ("X-Thing \t:\t a  b \t\r\n", .field(name: "x-thing", value: "a  b")),
+        ("Empty:\r\n", .field(name: "empty", value: "")),
+        ("Location: http://a/b:c\r\n", .field(name: "location", value: "http://a/b:c")),
+        ("Name: caf\u{E9}\r\n", .field(name: "name", value: "caf\u{E9}")),
+        ("no colon here\r\n", .other),
+    ])
+    func aLine(_ text: String, _ expected: HeaderLine) {
+        #expect(Self.line(text) == expected, "\(text.debugDescription)")
+    }
+
+    /// Only spaces and tabs are trimmed (RFC 9110's whitespace), not other Unicode spaces.
+    @Test func aNoBreakSpaceIsPartOfTheValue() {
+        #expect(Self.line("A: x\u{A0}\r\n") == .field(name: "a", value: "x\u{A0}"))
     }
 }
