@@ -220,9 +220,10 @@ private final class Transfer: @unchecked Sendable {
         _ = tsdns_curl_setopt_string(curl, CURLOPT_URL, request.url)
         _ = tsdns_curl_setopt_pointer(curl, CURLOPT_ERRORBUFFER, errorBuffer)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_NOSIGNAL, 1)
-        // Reads of up to 128 KiB, not 16: a devices body of 6 MB came in 375 chunks, each a
-        // read and a pass of the stream's (a copy, a look for a place to cut). Data is still
-        // handed over as soon as any arrives, so a watch's events do not wait for more.
+        // Reads of up to 128 KiB, not 16: over plain HTTP a devices body of 6 MB came in 375
+        // chunks, each a read and a pass of the stream's (a copy, a look for a place to cut).
+        // Over TLS a read still returns one record, 16 KiB at most. Data is handed over as
+        // soon as any arrives, so a watch's events do not wait for more.
         _ = tsdns_curl_setopt_long(curl, CURLOPT_BUFFERSIZE, HTTPClient.readSize)
         _ = tsdns_curl_setopt_long(curl, CURLOPT_FOLLOWLOCATION, 0)
         // An idle connection older than this is not reused (the server may have closed it).

@@ -731,8 +731,10 @@ public final class DeviceListStream: @unchecked Sendable {
     private var retryAt = 0
     private let retryGrowth: Int
     private var devices: [Device] = []
-    /// The most bytes held at once: one partial device, a chunk and a few batches, unless
-    /// the body is decoded whole.
+    /// The most bytes held at once in `pending` and the batches not yet added (each with
+    /// the few bytes after it, which were copied on): one partial device, a chunk and a few
+    /// batches, unless the body is decoded whole. Spare buffers are empty and not counted;
+    /// there are `spareLimit` of them at most.
     private(set) var windowPeak = 0
 
     /// 0: no batches (every device on the transfer's thread, as it completes).
@@ -753,10 +755,11 @@ public final class DeviceListStream: @unchecked Sendable {
     /// bytes it has looked at, for a test.
     private var boundarySearchedTo = 0
     private(set) var boundaryBytesSearched = 0
-    /// Buffers of batches already added to `devices`, emptied, for `pending` to continue in:
-    /// a fresh buffer per batch meant fresh pages, and a page's first touch (a fault) costs
-    /// more than decoding what it holds. `bufferCapacity` holds a batch, a chunk and the
-    /// start of the next device, so `pending` never grows (a copy of it).
+    /// Buffers of batches already added to `devices`, emptied, each to take the bytes after
+    /// a later batch is cut and become `pending`: a fresh buffer per batch meant fresh
+    /// pages, and a page's first touch (a fault) costs more than decoding what it holds.
+    /// `bufferCapacity` holds a batch, a read and the start of the next device, so `pending`
+    /// grows (a copy) only for a device longer than a batch, or after a put-back.
     private var spareBuffers: [[UInt8]] = []
     private let bufferCapacity: Int
     static let spareLimit = 4
@@ -1036,7 +1039,7 @@ final class DeviceBatch: @unchecked Sendable {
     private(set) var bytes: [UInt8]
     let range: Range<Int>
     let origin: Int
-    /// The bytes the batch keeps alive, its buffer's rest included.
+    /// The bytes the batch keeps alive: its buffer's, the few after `range` included.
     var held: Int { bytes.count }
     /// Written once by the thread that decodes the batch (the transfer's, or the second
     /// thread); read under the worker's lock.
