@@ -316,30 +316,24 @@ private final class Transfer: @unchecked Sendable {
     }
 
     private func receiveHeaderLine(_ line: HeaderLine) {
-        let name: String
-        let value: String
         switch line {
         case .end:
             // End of a header block; 1xx blocks are followed by the real response.
             let head = currentHead()
             if head.status >= 200 { onHead?(head) }
-            return
         case .status:
             headers = [:]  // a new response (after 100 Continue or a proxy CONNECT)
-            return
         case .other:
-            return
-        case .field(let fieldName, let fieldValue):
-            name = fieldName
-            value = fieldValue
+            break
+        case .field(let name, let value):
+            // The body is collected in one buffer: reserve it once (a devices list is ~10 MB),
+            // unless a sink takes it.
+            if name == "content-length", onChunk == nil, let length = Int(value), length > 0 {
+                contentLength = length
+                if request.bodySink == nil { body.reserveCapacity(min(length, options.maxBodySize)) }
+            }
+            headers[name] = value
         }
-        // The body is collected in one buffer: reserve it once (a devices list is ~10 MB),
-        // unless a sink takes it.
-        if name == "content-length", onChunk == nil, let length = Int(value), length > 0 {
-            contentLength = length
-            if request.bodySink == nil { body.reserveCapacity(min(length, options.maxBodySize)) }
-        }
-        headers[name] = value
     }
 
     private func applyMethodAndBody(_ curl: UnsafeMutableRawPointer) {
