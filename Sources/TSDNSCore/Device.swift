@@ -26,47 +26,9 @@ public struct Device: Sendable, Equatable, Codable {
     public var keyExpiryDisabled: Bool?
     public var isExternal: Bool?
 
-    public init(
-        id: String, nodeId: String, name: String, hostname: String, addresses: [String],
-        tags: [String]? = nil, authorized: Bool? = true, connectedToControl: Bool? = true,
-        lastSeen: Date? = nil, expires: Date? = nil, keyExpiryDisabled: Bool? = false,
-        isExternal: Bool? = false
-    ) {
-        self.id = id
-        self.nodeId = nodeId
-        self.name = name
-        self.hostname = hostname
-        self.addresses = addresses
-        ipAddresses = TailscaleAddresses(addresses)
-        self.tags = tags
-        self.authorized = authorized
-        self.connectedToControl = connectedToControl
-        self.lastSeen = lastSeen
-        self.expires = expires
-        self.keyExpiryDisabled = keyExpiryDisabled
-        self.isExternal = isExternal
-    }
-
     enum CodingKeys: String, CodingKey {
         case id, nodeId, name, hostname, addresses, tags, authorized, connectedToControl
         case lastSeen, expires, keyExpiryDisabled, isExternal
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        nodeId = try c.decode(String.self, forKey: .nodeId)
-        id = try c.decodeIfPresent(String.self, forKey: .id) ?? nodeId
-        name = try c.decode(String.self, forKey: .name)
-        hostname = try c.decode(String.self, forKey: .hostname)
-        addresses = try c.decode([String].self, forKey: .addresses)
-        ipAddresses = TailscaleAddresses(addresses)
-        tags = try c.decodeIfPresent([String].self, forKey: .tags)
-        authorized = try c.decodeIfPresent(Bool.self, forKey: .authorized)
-        connectedToControl = try c.decodeIfPresent(Bool.self, forKey: .connectedToControl)
-        lastSeen = try Self.decodeDate(c, .lastSeen)
-        expires = try Self.decodeDate(c, .expires)
-        keyExpiryDisabled = try c.decodeIfPresent(Bool.self, forKey: .keyExpiryDisabled)
-        isExternal = try c.decodeIfPresent(Bool.self, forKey: .isExternal)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -92,6 +54,42 @@ public struct Device: Sendable, Equatable, Codable {
             throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(key.rawValue): \"\(text)\" is not an RFC 3339 timestamp")
         }
         return date
+    }
+}
+
+// The initializers are in an extension, so that the struct keeps its memberwise
+// initializer (private, as `ipAddresses` is) and these hand it every field: an initializer
+// that set the fields of `self` one by one was compiled (Swift 6.3, with this many fields)
+// to copy the finished device once more, retaining and releasing each of its strings and
+// lists, a few hundred instructions a device of a 10,000-device list.
+extension Device {
+    public init(
+        id: String, nodeId: String, name: String, hostname: String, addresses: [String],
+        tags: [String]? = nil, authorized: Bool? = true, connectedToControl: Bool? = true,
+        lastSeen: Date? = nil, expires: Date? = nil, keyExpiryDisabled: Bool? = false,
+        isExternal: Bool? = false
+    ) {
+        self.init(
+            id: id, nodeId: nodeId, name: name, hostname: hostname, addresses: addresses,
+            ipAddresses: TailscaleAddresses(addresses), tags: tags, authorized: authorized,
+            connectedToControl: connectedToControl, lastSeen: lastSeen, expires: expires,
+            keyExpiryDisabled: keyExpiryDisabled, isExternal: isExternal
+        )
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let nodeId = try c.decode(String.self, forKey: .nodeId)
+        try self.init(
+            id: c.decodeIfPresent(String.self, forKey: .id) ?? nodeId, nodeId: nodeId,
+            name: c.decode(String.self, forKey: .name), hostname: c.decode(String.self, forKey: .hostname),
+            addresses: c.decode([String].self, forKey: .addresses), tags: c.decodeIfPresent([String].self, forKey: .tags),
+            authorized: c.decodeIfPresent(Bool.self, forKey: .authorized),
+            connectedToControl: c.decodeIfPresent(Bool.self, forKey: .connectedToControl),
+            lastSeen: Self.decodeDate(c, .lastSeen), expires: Self.decodeDate(c, .expires),
+            keyExpiryDisabled: c.decodeIfPresent(Bool.self, forKey: .keyExpiryDisabled),
+            isExternal: c.decodeIfPresent(Bool.self, forKey: .isExternal)
+        )
     }
 }
 

@@ -237,9 +237,13 @@ public final class SimulatedTailnet: Sendable {
     private func devicesBody() -> Data {
         let (cached, devices) = state.withLock { ($0.devicesBody, $0.devices) }
         if let cached { return cached }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .withoutEscapingSlashes
-        let body = (try? encoder.encode(["devices": devices.map(WireDevice.init)])) ?? Data()
+        var bytes = Array(#"{"devices":["#.utf8)
+        for (position, device) in devices.enumerated() {
+            if position > 0 { bytes.append(UInt8(ascii: ",")) }
+            WireDevice.append(device, to: &bytes)
+        }
+        bytes += Array("]}".utf8)
+        let body = Data(bytes)
         state.withLock { state in
             if state.devices == devices { state.devicesBody = body }
         }
@@ -247,30 +251,83 @@ public final class SimulatedTailnet: Sendable {
     }
 }
 
-/// A device as the real API sends it: the fields this program reads plus some it does not,
-/// so clients must ignore unknown keys.
-private struct WireDevice: Encodable {
-    var device: Device
-
-    enum Extra: String, CodingKey {
-        case user, os, clientVersion, updateAvailable, created, machineKey, nodeKey
-        case blocksIncomingConnections, tailnetLockKey, tailnetLockError, postureStatus
+/// A device as the real API sends it: the fields this program reads and some it does not
+/// (so clients must ignore unknown keys), in the API's order, the same for every device: the
+/// order of the reference response (`../shared/reference/real/devices.json`), with `tags`
+/// where the OpenAPI schema puts it. `JSONEncoder` wrote each device's keys in an order of
+/// its own.
+private enum WireDevice {
+    static func append(_ device: Device, to out: inout [UInt8]) {
+        var first = true
+        func key(_ name: String) {
+            out += Array((first ? "{\"" : ",\"").utf8)
+            out += Array(name.utf8)
+            out += Array("\":".utf8)
+            first = false
+        }
+        func string(_ name: String, _ value: String?) {
+            guard let value else { return }
+            key(name)
+            appendString(value, to: &out)
+        }
+        func bool(_ name: String, _ value: Bool?) {
+            guard let value else { return }
+            key(name)
+            out += Array((value ? "true" : "false").utf8)
+        }
+        key("addresses")
+        strings(device.addresses, to: &out)
+        string("id", device.id)
+        string("nodeId", device.nodeId)
+        string("user", "dns-operator@example.com")
+        string("name", device.name)
+        string("hostname", device.hostname)
+        string("clientVersion", "1.80.3-t1234abcd")
+        bool("updateAvailable", false)
+        string("os", "linux")
+        string("created", "2026-01-01T00:00:00Z")
+        bool("connectedToControl", device.connectedToControl)
+        string("lastSeen", device.lastSeen.map(Timestamp.format))
+        string("expires", device.expires.map(Timestamp.format))
+        bool("keyExpiryDisabled", device.keyExpiryDisabled)
+        bool("authorized", device.authorized)
+        bool("isExternal", device.isExternal)
+        string("machineKey", "mkey:\(device.nodeId)")
+        string("nodeKey", "nodekey:\(device.nodeId)")
+        string("tailnetLockKey", "")
+        bool("blocksIncomingConnections", false)
+        if let tags = device.tags {
+            key("tags")
+            strings(tags, to: &out)
+        }
+        string("tailnetLockError", "")
+        key("postureStatus")
+        out += Array("{}}".utf8)
     }
 
-    func encode(to encoder: any Encoder) throws {
-        try device.encode(to: encoder)
-        var c = encoder.container(keyedBy: Extra.self)
-        try c.encode("dns-operator@example.com", forKey: .user)
-        try c.encode("linux", forKey: .os)
-        try c.encode("1.80.3-t1234abcd", forKey: .clientVersion)
-        try c.encode(false, forKey: .updateAvailable)
-        try c.encode("2026-01-01T00:00:00Z", forKey: .created)
-        try c.encode("mkey:\(device.nodeId)", forKey: .machineKey)
-        try c.encode("nodekey:\(device.nodeId)", forKey: .nodeKey)
-        try c.encode(false, forKey: .blocksIncomingConnections)
-        try c.encode("", forKey: .tailnetLockKey)
-        try c.encode("", forKey: .tailnetLockError)
-        try c.encode([String: String](), forKey: .postureStatus)
+    static func strings(_ values: [String], to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "["))
+        for (position, value) in values.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            appendString(value, to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+    }
+
+    /// RFC 8259 §7: `"` and `\` escaped, control characters as `\u00XX`, the rest as UTF-8.
+    static func appendString(_ value: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                out += [UInt8(ascii: "\\"), byte]
+            case 0..<0x20:
+                out += Array(String(format: "\\u%04x", byte).utf8)
+            default:
+                out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 }
 

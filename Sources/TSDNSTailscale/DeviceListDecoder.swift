@@ -49,6 +49,43 @@ private struct Key {
     var escaped: Bool
 }
 
+/// The keys of the device read last, in order, by where each lies in the bytes: the devices
+/// of a list have the same keys in the same order, so a key that is the same bytes as the
+/// one at its place in the device before is that key, already checked and looked up. A key
+/// with escapes is never remembered (its bytes are not its text).
+private struct KeyOrder {
+    struct Entry {
+        var start: Int
+        /// -1: nothing remembered here.
+        var length: Int32
+        var field: Scanner.Field
+    }
+
+    static let capacity = 32
+    /// An array, not an `InlineArray`: the scanner holding that was copied whole at every key.
+    private var entries = [Entry](repeating: Entry(start: 0, length: -1, field: .other), count: capacity)
+
+    /// The key whose opening quote is at `index`, with its field, if it is the same bytes as
+    /// the one remembered at `position`; they lie in the same `bytes`.
+    @inline(__always)
+    func key(at index: Int, position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> (Key, Scanner.Field)? {
+        guard position < Self.capacity else { return nil }
+        let entry = entries[position]
+        let length = Int(entry.length)
+        let start = index + 1
+        guard length >= 0, start + length < bytes.count, bytes[index] == 0x22, bytes[start + length] == 0x22,
+              Scanner.sameBytes(UnsafeRawPointer(bytes.baseAddress! + start), UnsafeRawPointer(bytes.baseAddress! + entry.start), length)
+        else { return nil }
+        return (Key(start: start, end: start + length, escaped: false), entry.field)
+    }
+
+    mutating func remember(_ key: Key, _ field: Scanner.Field, at position: Int) {
+        guard position < Self.capacity else { return }
+        let length = key.end - key.start
+        entries[position] = Entry(start: key.start, length: key.escaped || length > 255 ? -1 : Int32(length), field: field)
+    }
+}
+
 private struct Scanner {
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
@@ -59,6 +96,8 @@ private struct Scanner {
     /// Where `bytes` starts in the body (a stream decodes a window of it): errors say where
     /// in the body.
     var origin = 0
+    /// The keys of the device before, in order.
+    var keyOrder = KeyOrder()
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
@@ -81,12 +120,12 @@ private struct Scanner {
     /// A key's text, escapes decoded, for an error.
     @inline(never)
     func text(of key: Key) -> String {
-        TerminalText.escape(decoded(key) ?? "?")
+        TerminalText.escape(Self.decoded(key, in: bytes) ?? "?")
     }
 
     /// A key's text with its escapes decoded (it was read once already, so it decodes).
     @inline(never)
-    func decoded(_ key: Key) -> String? {
+    static func decoded(_ key: Key, in bytes: UnsafeBufferPointer<UInt8>) -> String? {
         var reader = Scanner(bytes)
         reader.index = key.start - 1
         return try? reader.string()
@@ -110,8 +149,8 @@ private struct Scanner {
             throw index < bytes.count ? fail("the body is not a JSON object") : fail("the body is empty")
         }
         var devices: [Device]?
-        try object { scanner, key throws(DeviceListError) in
-            if devices == nil && scanner.matches(key, "devices") {
+        try object { scanner, key, _ throws(DeviceListError) in
+            if devices == nil && Self.matches(key, "devices", in: scanner.bytes) {
                 scanner.key = key
                 if scanner.peek() == UInt8(ascii: "n") {
                     try scanner.literal("null")
@@ -161,10 +200,10 @@ private struct Scanner {
         var expires: Date??
         var keyExpiryDisabled: Bool??
         var isExternal: Bool??
-        try object { s, key throws(DeviceListError) in
+        try object(device: true) { s, key, field throws(DeviceListError) in
             s.key = key
             // `x == nil`: the first occurrence of a key wins; later ones are only checked.
-            switch s.field(key) {
+            switch field {
             case .id where id == nil: id = .some(try s.optionalString())
             case .nodeId where nodeId == nil: nodeId = .some(try s.optionalString())
             case .name where name == nil: name = .some(try s.optionalString())
@@ -206,37 +245,38 @@ private struct Scanner {
         case other = ""
     }
 
-    /// Which kept key this is, compared as bytes: no `String` is made for a key.
-    @inline(__always)
-    func field(_ key: Key) -> Field {
-        if key.escaped { return escapedField(key) }
+    /// Which kept key this is, compared as bytes: no `String` is made for a key. Static, as
+    /// what it reads is named: a method of the scanner copied all of it for each call.
+    static func field(_ key: Key, in bytes: UnsafeBufferPointer<UInt8>) -> Field {
+        if key.escaped { return escapedField(key, in: bytes) }
+        func matches(_ word: StaticString) -> Bool { Self.matches(key, word, in: bytes) }
         switch key.end - key.start {
-        case 2: return matches(key, "id") ? .id : .other
-        case 4: return matches(key, "name") ? .name : matches(key, "tags") ? .tags : .other
-        case 6: return matches(key, "nodeId") ? .nodeId : .other
-        case 7: return matches(key, "expires") ? .expires : .other
-        case 8: return matches(key, "hostname") ? .hostname : matches(key, "lastSeen") ? .lastSeen : .other
-        case 9: return matches(key, "addresses") ? .addresses : .other
-        case 10: return matches(key, "authorized") ? .authorized : matches(key, "isExternal") ? .isExternal : .other
-        case 17: return matches(key, "keyExpiryDisabled") ? .keyExpiryDisabled : .other
-        case 18: return matches(key, "connectedToControl") ? .connectedToControl : .other
+        case 2: return matches("id") ? .id : .other
+        case 4: return matches("name") ? .name : matches("tags") ? .tags : .other
+        case 6: return matches("nodeId") ? .nodeId : .other
+        case 7: return matches("expires") ? .expires : .other
+        case 8: return matches("hostname") ? .hostname : matches("lastSeen") ? .lastSeen : .other
+        case 9: return matches("addresses") ? .addresses : .other
+        case 10: return matches("authorized") ? .authorized : matches("isExternal") ? .isExternal : .other
+        case 17: return matches("keyExpiryDisabled") ? .keyExpiryDisabled : .other
+        case 18: return matches("connectedToControl") ? .connectedToControl : .other
         default: return .other
         }
     }
 
     /// A key written with escapes (`"node\u0049d"` is `nodeId`): decoded, then looked up.
     @inline(never)
-    func escapedField(_ key: Key) -> Field {
-        decoded(key).flatMap(Field.init(rawValue:)) ?? .other
+    static func escapedField(_ key: Key, in bytes: UnsafeBufferPointer<UInt8>) -> Field {
+        decoded(key, in: bytes).flatMap(Field.init(rawValue:)) ?? .other
     }
 
     /// Whether the key is exactly `word` (ASCII); an escaped key is decoded first.
     @inline(__always)
-    func matches(_ key: Key, _ word: StaticString) -> Bool {
+    static func matches(_ key: Key, _ word: StaticString, in bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         let count = word.utf8CodeUnitCount
-        if key.escaped { return decoded(key) == word.description }
+        if key.escaped { return decoded(key, in: bytes) == word.description }
         guard key.end - key.start == count else { return false }
-        return Self.sameBytes(UnsafeRawPointer(bytes.baseAddress! + key.start), UnsafeRawPointer(word.utf8Start), count)
+        return sameBytes(UnsafeRawPointer(bytes.baseAddress! + key.start), UnsafeRawPointer(word.utf8Start), count)
     }
 
     /// Whether `count` bytes are equal, compared a word at a time with no call (memcmp was
@@ -325,19 +365,19 @@ private struct Scanner {
     /// anything else (fractions, offsets, years before 1900), which `Timestamp.parse` reads.
     static func canonicalTimestamp(_ b: UnsafeBufferPointer<UInt8>) -> Date? {
         guard b.count == 20, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54, b[13] == 0x3A, b[16] == 0x3A, b[19] == 0x5A else { return nil }
-        func number(_ from: Int, _ count: Int) -> Int? {
-            var value = 0
-            for position in from..<(from + count) {
-                let digit = Int(b[position]) - 48
-                guard (0...9).contains(digit) else { return nil }
-                value = value * 10 + digit
-            }
-            return value
+        // Two digits at a time, unchecked: a byte that is not a digit leaves `worst` above 9
+        // (below '0' it wraps), and the answer is then thrown away.
+        var worst: UInt8 = 0
+        func twoDigits(_ at: Int) -> Int {
+            let high = b[at] &- 0x30, low = b[at + 1] &- 0x30
+            worst = max(worst, high, low)
+            return Int(high) &* 10 &+ Int(low)
         }
+        let year = twoDigits(0) &* 100 &+ twoDigits(2), month = twoDigits(5), day = twoDigits(8)
+        let hour = twoDigits(11), minute = twoDigits(14), second = twoDigits(17)
         // From 1900 on: Foundation reads earlier dates in the Julian calendar.
-        guard let year = number(0, 4), year >= 1900, let month = number(5, 2), let day = number(8, 2),
-              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-              (1...12).contains(month), day >= 1, day <= daysIn(month, year), hour < 24, minute < 60, second < 60
+        guard worst <= 9, year >= 1900, (1...12).contains(month), day >= 1, day <= daysIn(month, year),
+              hour < 24, minute < 60, second < 60
         else { return nil }
         let days = daysFromCivil(year, month, day)
         return Date(timeIntervalSince1970: Double(days * 86400 + hour * 3600 + minute * 60 + second))
@@ -384,7 +424,8 @@ private struct Scanner {
     }
 
     /// `{ "key": value, ... }`; `member` reads each value (the index is at its first byte).
-    mutating func object(_ member: (inout Scanner, Key) throws(DeviceListError) -> Void) throws(DeviceListError) {
+    /// `device`: the keys are a device's, handed over with their field (otherwise `.other`).
+    mutating func object(device: Bool = false, _ member: (inout Scanner, Key, Field) throws(DeviceListError) -> Void) throws(DeviceListError) {
         try enter()
         index += 1  // {
         skipWhitespace()
@@ -393,17 +434,17 @@ private struct Scanner {
             depth -= 1
             return
         }
-        try members(member)
+        try members(device: device, member)
     }
 
     /// The rest of an object after one of its values: `, "key": value ... }` or `}`.
-    mutating func objectRest(_ member: (inout Scanner, Key) throws(DeviceListError) -> Void) throws(DeviceListError) {
+    mutating func objectRest(_ member: (inout Scanner, Key, Field) throws(DeviceListError) -> Void) throws(DeviceListError) {
         skipWhitespace()
         switch peek() {
         case UInt8(ascii: ","):
             index += 1
             skipWhitespace()
-            try members(member)
+            try members(device: false, member)
         case UInt8(ascii: "}"):
             index += 1
             depth -= 1
@@ -412,16 +453,29 @@ private struct Scanner {
         }
     }
 
-    /// Members from a key on, to the object's end.
-    mutating func members(_ member: (inout Scanner, Key) throws(DeviceListError) -> Void) throws(DeviceListError) {
+    /// Members from a key on, to the object's end. A device's key that is the same bytes as
+    /// the one at its place in the device before is taken as it stands, neither scanned nor
+    /// looked up again; any other is, and is remembered at its place.
+    mutating func members(device: Bool, _ member: (inout Scanner, Key, Field) throws(DeviceListError) -> Void) throws(DeviceListError) {
+        var position = 0
         while true {
-            guard peek() == UInt8(ascii: "\"") else { throw unexpected() }
-            let key = try scanString()
+            let key: Key
+            let field: Field
+            if device, let known = keyOrder.key(at: index, position: position, in: bytes) {
+                (key, field) = known
+                index = key.end + 1
+            } else {
+                guard peek() == UInt8(ascii: "\"") else { throw unexpected() }
+                key = try scanString()
+                field = device ? Self.field(key, in: bytes) : .other
+                if device { keyOrder.remember(key, field, at: position) }
+            }
+            position += 1
             skipWhitespace()
             guard peek() == UInt8(ascii: ":") else { throw unexpected() }
             index += 1
             skipWhitespace()
-            try member(&self, key)
+            try member(&self, key, field)
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","):
@@ -469,7 +523,7 @@ private struct Scanner {
     /// Any value, checked and dropped.
     mutating func skipValue() throws(DeviceListError) {
         switch peek() {
-        case UInt8(ascii: "{"): try object { s, _ throws(DeviceListError) in try s.skipValue() }
+        case UInt8(ascii: "{"): try object { s, _, _ throws(DeviceListError) in try s.skipValue() }
         case UInt8(ascii: "["): try array { s, _ throws(DeviceListError) in try s.skipValue() }
         case UInt8(ascii: "\""): try skipString()
         case UInt8(ascii: "t"): try literal("true")
@@ -480,15 +534,25 @@ private struct Scanner {
         }
     }
 
+    /// `true`, `false` or `null`, compared a word at a time.
     mutating func literal(_ word: StaticString) throws(DeviceListError) {
         let count = word.utf8CodeUnitCount
-        guard index + count <= bytes.count else { throw unexpected() }
-        let expected = word.utf8Start
-        for offset in 0..<count where bytes[index + offset] != expected[offset] {
-            index += offset
-            throw unexpected()
-        }
+        guard index + count <= bytes.count,
+              Self.sameBytes(UnsafeRawPointer(bytes.baseAddress! + index), UnsafeRawPointer(word.utf8Start), count)
+        else { throw literalMismatch(word) }
         index += count
+    }
+
+    /// Where a literal goes wrong: its first byte that differs, or the end.
+    @inline(never)
+    mutating func literalMismatch(_ word: StaticString) -> DeviceListError {
+        guard index + word.utf8CodeUnitCount <= bytes.count else { return unexpected() }
+        let expected = word.utf8Start
+        for offset in 0..<word.utf8CodeUnitCount where bytes[index + offset] != expected[offset] {
+            index += offset
+            break
+        }
+        return unexpected()
     }
 
     /// RFC 8259 §6: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
@@ -1004,7 +1068,7 @@ public final class DeviceListStream: @unchecked Sendable {
                 case .tail:
                     guard final else { return }
                     scanner.depth = 1
-                    try scanner.objectRest { s, _ throws(DeviceListError) in try s.skipValue() }
+                    try scanner.objectRest { s, _, _ throws(DeviceListError) in try s.skipValue() }
                     scanner.skipWhitespace()
                     guard scanner.index == buffer.count else { throw scanner.unexpected() }
                     return

@@ -28,6 +28,12 @@ func decodeBenchmark() async throws {
     var devices: [Device] = []
     let scanner = try time(21) { devices = try DeviceListDecoder.decode(body) }
     print(String(format: "DeviceListDecoder: median %.1f ms (%.0f MB/s)", scanner * 1000, megabytes / scanner))
+    // The decoder takes a key that is the same bytes as the one at its place in the device
+    // before without reading it again; the API (and the simulator) send one order. The same
+    // body with each device's keys in an order of its own shows what that saves.
+    let shuffled = try shuffledKeys(body)
+    let unordered = try time(21) { devices = try DeviceListDecoder.decode(shuffled) }
+    print(String(format: "DeviceListDecoder, each device's keys in an order of its own: median %.1f ms (%.2f× the API's one order)", unordered * 1000, unordered / scanner))
     let streamed = try time(21) {
         let stream = DeviceListStream(expectedLength: body.count)
         body.withUnsafeBytes { raw in
@@ -56,4 +62,30 @@ func decodeBenchmark() async throws {
         _ = ResolverInventory(devices: devices, now: now, staleAfter: .seconds(300), resolverTags: ["tag:dns"])
     }
     print(String(format: "ResolverInventory of %d devices: median %.1f ms", devices.count, inventory * 1000))
+}
+
+/// The devices body with each device's keys in a seeded random order, the values as they were.
+private func shuffledKeys(_ body: Data) throws -> Data {
+    guard let object = try JSONSerialization.jsonObject(with: body) as? [String: Any],
+          let devices = object["devices"] as? [[String: Any]] else { fatalError("the devices body is not {\"devices\":[...]}") }
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    var out = Array(#"{"devices":["#.utf8)
+    for (position, device) in devices.enumerated() {
+        if position > 0 { out.append(UInt8(ascii: ",")) }
+        var keys = device.keys.sorted()
+        for index in keys.indices.reversed() where index > 0 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            keys.swapAt(index, Int((state >> 33) % UInt64(index + 1)))
+        }
+        out.append(UInt8(ascii: "{"))
+        for (number, key) in keys.enumerated() {
+            if number > 0 { out.append(UInt8(ascii: ",")) }
+            out += try JSONSerialization.data(withJSONObject: key, options: .fragmentsAllowed)
+            out.append(UInt8(ascii: ":"))
+            out += try JSONSerialization.data(withJSONObject: device[key]!, options: [.fragmentsAllowed, .withoutEscapingSlashes])
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+    out += Array("]}".utf8)
+    return Data(out)
 }

@@ -47,6 +47,63 @@ struct ValueTests {
         #expect(disagreements.isEmpty, "\(disagreements.prefix(10))")
     }
 
+    /// IPv6 is parsed in Swift too: on random text shaped like addresses (groups of 0-5 hex
+    /// digits in both cases, `::` and `:::`, a dotted tail, a stray byte, Tailscale's
+    /// prefix) and on every short string over the bytes that matter, it must agree with the
+    /// C library's inet_pton.
+    @Test func ipv6AgreesWithInetPton() {
+        var state: UInt64 = 0x5A5A_1234
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        var disagreements: [String] = []
+        var valid = 0
+        func check(_ text: String) {
+            var v6 = in6_addr()
+            let expected: [UInt8]? = inet_pton(AF_INET6, text, &v6) == 1 ? withUnsafeBytes(of: v6) { Array($0) } : nil
+            let parsed = IPAddress(text)
+            let actual = parsed.flatMap { $0.isIPv4 ? nil : $0.bytes }
+            if actual != expected { disagreements.append(text) }
+            if expected != nil { valid += 1 }
+        }
+        let hex = Array("0123456789abcdefABCDEF".utf8)
+        let stray = Array("xg -/.:".utf8)
+        for _ in 0..<100_000 {
+            var bytes: [UInt8] = []
+            let groups = 1 + next(10)
+            for group in 0..<groups {
+                if group > 0 { bytes += Array(String(repeating: ":", count: next(12) == 0 ? 2 + next(2) : 1).utf8) }
+                for _ in 0..<(next(8) == 0 ? 0 : 1 + next(next(6) == 0 ? 5 : 4)) { bytes.append(hex[next(next(4) == 0 ? hex.count : 10)]) }
+            }
+            if next(6) == 0 {
+                bytes += Array(":\(next(300)).\(next(300)).\(next(300)).\(next(300))".utf8)
+            }
+            // Tailscale's prefix, which is read at once, before a third of them.
+            if next(3) == 0 { bytes = Array("fd7a:115c:a1e0:".utf8) + bytes }
+            if next(5) == 0 { bytes.insert(UInt8(ascii: ":"), at: 0) }
+            if next(5) == 0 { bytes.append(UInt8(ascii: ":")) }
+            if next(30) == 0 { bytes.insert(stray[next(stray.count)], at: next(bytes.count + 1)) }
+            check(String(decoding: bytes, as: UTF8.self))
+        }
+        #expect(valid > 5_000, "the generator makes many valid addresses: \(valid)")
+        // Every string of up to 6 bytes over these.
+        let alphabet = Array("0f:.1".utf8)
+        var texts: [[UInt8]] = [[]]
+        for _ in 0..<6 {
+            texts = texts.flatMap { text in alphabet.map { text + [$0] } }
+            for text in texts { check(String(decoding: text, as: UTF8.self)) }
+        }
+        for text in ["::", "::1", "1::", ":", ":::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7::", "::1:2:3:4:5:6:7",
+                     "::1:2:3:4:5:6:7:8", "1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:7:1.2.3.4", "::1.2.3.4", "::ffff:1.2.3.04", "12345::",
+                     "fd7a:115c:a1e0::1", "FD7A:115C:A1E0:0:0:0:0:1", "1::2::3", "1:2", "1.2.3.4::", "::1.2.3.4:5",
+                     "fd7a:115c:a1e0:", "fd7a:115c:a1e0::", "fd7a:115c:a1e0:1", "fd7a:115c:a1e0:1:2:3:4:5", "fd7a:115c:a1e0:1:2:3:4:5:6",
+                     "fd7a:115c:a1e0:::1", "fd7a:115c:a1e0::1.2.3.4", "fd7a:115c:a1e0:1:2:3:1.2.3.4", "fd7a:115c:a1e0:1.2.3.4"] {
+            check(text)
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.prefix(10))")
+    }
+
     /// Parsed from a copy on the stack: a NUL inside the text ends nothing early, and text
     /// longer than any address form is not one.
     @Test func hostileTextIsNotAnAddress() {

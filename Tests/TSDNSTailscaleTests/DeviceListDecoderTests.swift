@@ -194,6 +194,59 @@ struct DeviceListDecoderTests {
         }
     }
 
+    /// A key that is the same bytes as the one at its place in the device before is taken
+    /// without being read again: devices in one order (as the API sends them), each with a
+    /// chance of a key at some place written otherwise (escaped, one letter off, cut short,
+    /// longer, spaced, dropped, duplicated, or an unknown key put in). Whole and streamed in
+    /// batches of a few devices, the result is JSONDecoder's, refusals included.
+    @Test func aKeyInTheOrderOfTheDeviceBeforeIsStillReadAsItIs() async {
+        let failures = await onOwnThread { () -> [String] in
+            var generator = Generator(seed: 7)
+            var failures: [String] = []
+            let keys = ["addresses", "id", "nodeId", "name", "hostname", "tags", "lastSeen", "expires", "authorized",
+                        "connectedToControl", "keyExpiryDisabled", "isExternal", "user"]
+            func value(_ key: String, _ n: Int) -> String {
+                switch key {
+                case "addresses": return #"["100.64.0.\#(n % 250)"]"#
+                case "tags": return #"["tag:\#(n)"]"#
+                case "lastSeen", "expires": return generator.timestamp()
+                case "authorized", "connectedToControl", "keyExpiryDisabled", "isExternal": return n % 2 == 0 ? "true" : "false"
+                default: return #""\#(key)-\#(n)""#
+                }
+            }
+            for round in 0..<1_500 {
+                var devices: [String] = []
+                for n in 0..<generator.int(2...6) {
+                    var members = keys.map { (key: #""\#($0)""#, name: $0) }
+                    if generator.chance(50) {
+                        let place = generator.int(0...(members.count - 1))
+                        let name = members[place].name
+                        switch generator.int(0...7) {
+                        case 0: members[place].key = "\"" + name.prefix(1) + #"\u00"# + String(Array(name.utf8)[1], radix: 16) + name.dropFirst(2) + "\""
+                        case 1: members[place].key = "\"" + name.dropLast() + String(UnicodeScalar(Array(name.utf8).last! ^ 1)) + "\""
+                        case 2: members[place].key = "\"" + name.dropLast() + "\""
+                        case 3: members[place].key = "\"" + name + "x\""
+                        case 4: members[place].key = " \"" + name + "\" "
+                        case 5: members.remove(at: place)
+                        case 6: members.insert(members[place], at: generator.int(0...members.count))
+                        default: members.insert((#""other""#, "other"), at: place)
+                        }
+                    }
+                    devices.append("{" + members.map { "\($0.key):\(value($0.name, round * 10 + n))" }.joined(separator: ",") + "}")
+                }
+                let data = Data(#"{"devices":[\#(devices.joined(separator: ","))]}"#.utf8)
+                let expected = reference(data)
+                if (try? fast(data).get()) != expected { failures.append(String(decoding: data, as: UTF8.self)) }
+                let stream = DeviceListStream(batchSize: 64)
+                if (try? streamed(Array(data), by: stream, chunk: { 16 }).get()) != expected {
+                    failures.append("streamed: " + String(decoding: data, as: UTF8.self))
+                }
+            }
+            return failures
+        }
+        #expect(failures.isEmpty, "\(failures.prefix(3))")
+    }
+
     /// An error inside a value names its key as decoded, even when the key was escaped.
     @Test func anEscapedKeyIsNamedDecodedInErrors() {
         let document = #"{"devices":[{"nodeId":"n1","name":"a","hostname":"a","addresses":[],"lastSe\u0065n":"soon"}]}"#
