@@ -49,10 +49,13 @@ private struct Key {
     var escaped: Bool
 }
 
-/// The keys of the device read last, in order, by where each lies in the bytes: the devices
-/// of a list have the same keys in the same order, so a key that is the same bytes as the
-/// one at its place in the device before is that key, already checked and looked up. A key
-/// with escapes is never remembered (its bytes are not its text).
+/// The keys of the device read last, in order, by where each lies in the bytes: the API
+/// writes every device's keys in one order, so a key that is the same bytes as the one at
+/// its place in the device before is that key, already checked and looked up. A device
+/// without a key the one before had (`tags`, a timestamp) shifts the keys after it: those
+/// are read in full, and remembered in their new places. Only a key followed at once by its
+/// colon is remembered, and matched with it (`"name":`); not one with escapes (its bytes are
+/// not its text), nor one longer than 255 bytes.
 private struct KeyOrder {
     struct Entry {
         var start: Int
@@ -62,27 +65,37 @@ private struct KeyOrder {
     }
 
     static let capacity = 32
-    /// An array, not an `InlineArray`: the scanner holding that was copied whole at every key.
-    private var entries = [Entry](repeating: Entry(start: 0, length: -1, field: .other), count: capacity)
+    /// Grown as keys are remembered, so a scanner that reads no device allocates nothing. An
+    /// array, not an `InlineArray`: the scanner holding that was copied whole at every key.
+    private var entries: [Entry] = []
 
-    /// The key whose opening quote is at `index`, with its field, if it is the same bytes as
-    /// the one remembered at `position`; they lie in the same `bytes`.
+    /// The key whose opening quote is at `index`, with its field, if it and the colon after it
+    /// are the same bytes as the key remembered at `position`; they lie in the same `bytes`.
     @inline(__always)
     func key(at index: Int, position: Int, in bytes: UnsafeBufferPointer<UInt8>) -> (Key, Scanner.Field)? {
-        guard position < Self.capacity else { return nil }
+        guard position < entries.count else { return nil }
         let entry = entries[position]
         let length = Int(entry.length)
         let start = index + 1
-        guard length >= 0, start + length < bytes.count, bytes[index] == 0x22, bytes[start + length] == 0x22,
+        guard length >= 0, start + length + 1 < bytes.count, bytes[index] == 0x22, bytes[start + length] == 0x22,
+              bytes[start + length + 1] == UInt8(ascii: ":"),
               Scanner.sameBytes(UnsafeRawPointer(bytes.baseAddress! + start), UnsafeRawPointer(bytes.baseAddress! + entry.start), length)
         else { return nil }
         return (Key(start: start, end: start + length, escaped: false), entry.field)
     }
 
-    mutating func remember(_ key: Key, _ field: Scanner.Field, at position: Int) {
-        guard position < Self.capacity else { return }
+    /// A key just read, its closing quote at `key.end`.
+    /// A key just read, its closing quote at `key.end`; every place before `position` holds
+    /// an entry already (the places of a device are read in order).
+    mutating func remember(_ key: Key, _ field: Scanner.Field, at position: Int, in bytes: UnsafeBufferPointer<UInt8>) {
         let length = key.end - key.start
-        entries[position] = Entry(start: key.start, length: key.escaped || length > 255 ? -1 : Int32(length), field: field)
+        let colonFollows = key.end + 1 < bytes.count && bytes[key.end + 1] == UInt8(ascii: ":")
+        let entry = Entry(start: key.start, length: key.escaped || length > 255 || !colonFollows ? -1 : Int32(length), field: field)
+        if position < entries.count {
+            entries[position] = entry
+        } else if position == entries.count, position < Self.capacity {
+            entries.append(entry)
+        }
     }
 }
 
@@ -280,7 +293,8 @@ private struct Scanner {
     }
 
     /// Whether `count` bytes are equal, compared a word at a time with no call (memcmp was
-    /// one per key): keys are 2 to 18 bytes. The words overlap rather than read past `count`.
+    /// one per key): the kept keys are 2 to 18 bytes, literals 4 or 5, a remembered key at
+    /// most 255. The words overlap rather than read past `count`.
     @inline(__always)
     static func sameBytes(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ count: Int) -> Bool {
         func same<Word: FixedWidthInteger>(_ offset: Int, _: Word.Type) -> Bool {
@@ -463,17 +477,17 @@ private struct Scanner {
             let field: Field
             if device, let known = keyOrder.key(at: index, position: position, in: bytes) {
                 (key, field) = known
-                index = key.end + 1
+                index = key.end + 2  // past `":`
             } else {
                 guard peek() == UInt8(ascii: "\"") else { throw unexpected() }
                 key = try scanString()
                 field = device ? Self.field(key, in: bytes) : .other
-                if device { keyOrder.remember(key, field, at: position) }
+                if device { keyOrder.remember(key, field, at: position, in: bytes) }
+                skipWhitespace()
+                guard peek() == UInt8(ascii: ":") else { throw unexpected() }
+                index += 1
             }
             position += 1
-            skipWhitespace()
-            guard peek() == UInt8(ascii: ":") else { throw unexpected() }
-            index += 1
             skipWhitespace()
             try member(&self, key, field)
             skipWhitespace()

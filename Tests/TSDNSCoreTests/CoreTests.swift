@@ -104,11 +104,14 @@ struct ValueTests {
         #expect(disagreements.isEmpty, "\(disagreements.prefix(10))")
     }
 
-    /// Parsed from a copy on the stack: a NUL inside the text ends nothing early, and text
-    /// longer than any address form is not one.
+    /// A NUL inside the text ends nothing early (the C library, given a C string, would stop
+    /// there), and text longer than any address form is not one.
     @Test func hostileTextIsNotAnAddress() {
         #expect(IPAddress("100.64.0.1\u{0}junk") == nil)
         #expect(IPAddress("\u{0}100.64.0.1") == nil)
+        #expect(IPAddress("::1\u{0}") == nil)
+        #expect(IPAddress("fd7a:115c:a1e0::1\u{0}") == nil)
+        #expect(IPAddress("::ffff:1.2.3.4\u{0}") == nil)
         #expect(IPAddress("::ffff:100.64.0.1")?.description == "::ffff:100.64.0.1")
         #expect(IPAddress("0000:0000:0000:0000:0000:ffff:100.064.000.001") == nil, "leading zeros in the IPv4 part")
         #expect(IPAddress("0000:0000:0000:0000:0000:ffff:100.64.0.1")?.description == "::ffff:100.64.0.1", "45 bytes, the longest form")
