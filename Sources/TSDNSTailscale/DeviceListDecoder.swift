@@ -84,7 +84,6 @@ private struct KeyOrder {
         return (Key(start: start, end: start + length, escaped: false), entry.field)
     }
 
-    /// A key just read, its closing quote at `key.end`.
     /// A key just read, its closing quote at `key.end`; every place before `position` holds
     /// an entry already (the places of a device are read in order).
     mutating func remember(_ key: Key, _ field: Scanner.Field, at position: Int, in bytes: UnsafeBufferPointer<UInt8>) {

@@ -48,8 +48,8 @@ func serveBenchTailnet() throws -> Never {
 /// `run --dry-run` and `run --once` against 10,000 devices: wall time, peak RSS, requests.
 func onceBenchmark(binary: String) throws {
     let resolverCount = 20
-    // Enough runs that the ratio's median holds still from one benchmark to the next (15
-    // moved it by 0.35).
+    // Enough runs that the ratio's median holds still from one benchmark to the next (with
+    // 15, four benchmarks within minutes gave 2.15 to 2.51).
     let runs = 31
     let bench = try BenchTailnet(resolverCount: resolverCount)
     let (tailnet, devices, directory, keyFile, config) = (bench.tailnet, bench.devices, bench.directory, bench.keyFile, bench.config)

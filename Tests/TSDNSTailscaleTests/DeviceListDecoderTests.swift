@@ -197,8 +197,9 @@ struct DeviceListDecoderTests {
     /// A key that is the same bytes as the one at its place in the device before is taken
     /// without being read again: devices in one order (as the API sends them), each with a
     /// chance of a key at some place written otherwise (escaped, one letter off, cut short,
-    /// longer, spaced, dropped, duplicated, opened with `'`, or an unknown key put in). Whole and streamed in
-    /// batches of a few devices, the result is JSONDecoder's, refusals included.
+    /// longer, spaced, dropped, duplicated, opened with `'`, or an unknown key put in).
+    /// Whole and streamed in batches of a few devices, the result is JSONDecoder's,
+    /// refusals included.
     @Test func aKeyInTheOrderOfTheDeviceBeforeIsStillReadAsItIs() async {
         let failures = await onOwnThread { () -> [String] in
             var generator = Generator(seed: 7)
