@@ -3,8 +3,9 @@ import Glibc
 #endif
 
 /// An IPv4 or IPv6 address, parsed as the C library parses it and printed by it, so that
-/// every textual form of one address compares equal. Orders IPv4 before IPv6, each numerically. Two integers,
-/// not an array: a 10,000-device tailnet has 20,000 of them, hashed on every run.
+/// every textual form of one address compares equal. Orders IPv4 before IPv6, each
+/// numerically. Two integers, not an array: a 10,000-device tailnet has 20,000 of them,
+/// hashed on every run.
 public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// The address in network order: IPv6 as high and low halves, IPv4 in the low 32 bits.
     private let high: UInt64
@@ -40,7 +41,7 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     /// `resolv/inet_pton.c`; the tests compare the two on random text). No textual address
     /// is 64 bytes long. IPv4 takes digits and dots only and IPv6 needs colons, so at most
     /// one of them takes a text; a NUL is neither's.
-    static func parse(_ utf8: UnsafeBufferPointer<UInt8>) -> (isIPv4: Bool, high: UInt64, low: UInt64)? {
+    private static func parse(_ utf8: UnsafeBufferPointer<UInt8>) -> (isIPv4: Bool, high: UInt64, low: UInt64)? {
         guard utf8.count < 64 else { return nil }
         if let v4 = Self.ipv4(utf8) { return (true, 0, UInt64(v4)) }
         return Self.ipv6(utf8).map { (false, $0.high, $0.low) }

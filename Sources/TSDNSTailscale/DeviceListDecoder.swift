@@ -59,7 +59,8 @@ private struct Key {
 private struct KeyOrder {
     struct Entry {
         var start: Int
-        /// -1: nothing remembered here.
+        /// -1: the key read at this place is never matched so (escaped, spaced from its
+        /// colon, or too long).
         var length: Int32
         var field: Scanner.Field
     }
